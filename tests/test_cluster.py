@@ -1,0 +1,495 @@
+"""Tests for webhook.cluster: the real kubernetes client against a scriptable fake API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import pytest
+import yaml
+from fake_apiserver import FakeApiServer
+
+from webhook.cluster import (
+    Backoff,
+    ClusterConfigError,
+    ClusterMirror,
+    ObjectMirror,
+    Snapshot,
+    api_client_from,
+)
+
+# Milliseconds instead of seconds, so failure paths cost the suite almost nothing.
+FAST = Backoff(initial_seconds=0.001, max_seconds=0.01)
+WAIT_SECONDS = 5.0
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
+        time.sleep(0.002)
+
+
+class Published:
+    """An on_change callback that keeps every snapshot it was given."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, objects: Snapshot) -> None:
+        with self._lock:
+            self.snapshots.append(objects)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.snapshots)
+
+    @property
+    def names(self) -> set[str]:
+        with self._lock:
+            return set(self.snapshots[-1]) if self.snapshots else set()
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeApiServer]:
+    server = FakeApiServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_client(fake: FakeApiServer) -> Iterator[kubernetes.client.ApiClient]:
+    client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=fake.url))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def core(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def published() -> Published:
+    return Published()
+
+
+MirrorFactory = Callable[..., ObjectMirror]
+
+
+@pytest.fixture
+def node_mirror(core: kubernetes.client.CoreV1Api, published: Published) -> Iterator[MirrorFactory]:
+    """Builds a started nodes mirror (keyword overrides go to ObjectMirror); stops it afterwards."""
+    mirrors: list[ObjectMirror] = []
+
+    def build(**overrides: Any) -> ObjectMirror:
+        options: dict[str, Any] = {"backoff": FAST} | overrides
+        mirror = ObjectMirror("nodes", core.list_node, published, **options)
+        mirrors.append(mirror)
+        mirror.start()
+        return mirror
+
+    yield build
+    for mirror in mirrors:
+        assert mirror.stop(), "mirror thread still running after stop()"
+
+
+def watching(fake: FakeApiServer, mirror: ObjectMirror) -> None:
+    wait_until(lambda: mirror.synced and fake.nodes.open_watches == 1, "the mirror is watching")
+
+
+def test_initial_list_is_published_as_wire_dicts_and_marks_synced(
+    fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
+) -> None:
+    fake.nodes.put("pool-a-1", {"kubernetes.azure.com/os-sku": "Flatcar"})
+    fake.nodes.put("pool-b-1")
+    mirror = node_mirror()
+    assert mirror.is_stale(3600)
+    watching(fake, mirror)
+
+    first = published.snapshots[0]
+    assert set(first) == {"pool-a-1", "pool-b-1"}
+    assert first["pool-a-1"]["metadata"]["labels"] == {"kubernetes.azure.com/os-sku": "Flatcar"}
+    assert first["pool-a-1"]["status"]["nodeInfo"]["osImage"].startswith("Flatcar Container Linux")
+    with pytest.raises(TypeError):
+        first["pool-c-1"] = {}  # type: ignore[index]
+    assert mirror.resource_version == str(fake.rv)
+    assert mirror.objects is published.snapshots[-1]
+    assert fake.nodes.watch_requests == [
+        {
+            "allowWatchBookmarks": "true",
+            "resourceVersion": str(fake.rv),
+            "timeoutSeconds": "300",
+            "watch": "true",
+        }
+    ]
+    assert (mirror.restarts, mirror.relists) == (0, 0)
+
+
+def test_added_modified_deleted_are_reflected_and_old_snapshots_stay_unchanged(
+    fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
+) -> None:
+    fake.nodes.put("a")
+    fake.nodes.put("b")
+    mirror = node_mirror()
+    watching(fake, mirror)
+    first = published.snapshots[0]
+
+    fake.nodes.put("c")
+    fake.nodes.put("a", {"immutable-os.io/profile": "flatcar"})
+    fake.nodes.delete("b")
+    wait_until(lambda: published.count == 4, "three events are published")
+
+    assert [set(snapshot) for snapshot in published.snapshots] == [
+        {"a", "b"},
+        {"a", "b", "c"},
+        {"a", "b", "c"},
+        {"a", "c"},
+    ]
+    assert published.snapshots[-1] == fake.nodes.objects
+    assert published.snapshots[-1]["a"]["metadata"]["labels"] == {"immutable-os.io/profile": "flatcar"}
+    assert first["a"]["metadata"]["labels"] == {}
+    assert mirror.resource_version == str(fake.rv)
+
+
+def test_events_arriving_in_one_read_are_published_once(
+    fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
+) -> None:
+    fake.nodes.put("a")
+    mirror = node_mirror()
+    watching(fake, mirror)
+
+    with fake.nodes.burst():
+        fake.nodes.put("x")
+        fake.nodes.put("y")
+        fake.nodes.delete("a")
+    wait_until(lambda: published.names == {"x", "y"}, "the burst is published")
+    assert published.count == 2
+
+
+@pytest.mark.parametrize(
+    "expire",
+    [
+        pytest.param(
+            lambda fake: (setattr(fake.nodes, "gone_form", "http"), fake.nodes.drop_watches()), id="http-410"
+        ),
+        pytest.param(
+            lambda fake: (setattr(fake.nodes, "gone_form", "event"), fake.nodes.drop_watches()),
+            id="error-event-410",
+        ),
+        pytest.param(lambda fake: fake.nodes.send_error(410), id="error-event-410-on-open-watch"),
+    ],
+)
+def test_gone_relists_and_state_equals_the_new_list(
+    fake: FakeApiServer,
+    node_mirror: MirrorFactory,
+    published: Published,
+    expire: Callable[[FakeApiServer], object],
+) -> None:
+    for name in ("a", "b", "c"):
+        fake.nodes.put(name)
+    mirror = node_mirror()
+    watching(fake, mirror)
+
+    # Changes the mirror never hears about, then the history that could have told it is compacted.
+    fake.nodes.delete("b", notify=False)
+    fake.nodes.put("d", notify=False)
+    fake.nodes.put("a", {"changed": "true"}, notify=False)
+    fake.nodes.compact()
+    expire(fake)
+
+    wait_until(lambda: mirror.relists == 1 and fake.nodes.open_watches == 1, "relisted and watching again")
+    assert published.snapshots[-1] == fake.nodes.objects
+    assert set(published.snapshots[-1]) == {"a", "c", "d"}
+    assert len(fake.nodes.list_requests) == 2
+    assert fake.nodes.watch_requests[-1]["resourceVersion"] == str(fake.rv)
+
+
+def test_dropped_connection_resumes_from_the_last_resource_version(
+    fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
+) -> None:
+    mirror = node_mirror()
+    watching(fake, mirror)
+    listed = mirror.resource_version
+    last = fake.nodes.put("x")["metadata"]["resourceVersion"]
+    wait_until(lambda: published.names == {"x"}, "x is published")
+
+    # Holding the server's lock, the change lands after the drop and before the re-watch registers,
+    # so only a watch that resumes from `last` can see it (replayed from history).
+    with fake.lock:
+        fake.nodes.drop_watches()
+        fake.nodes.put("y")
+    wait_until(lambda: published.names == {"x", "y"}, "y is replayed on the resumed watch")
+
+    assert [request["resourceVersion"] for request in fake.nodes.watch_requests] == [listed, last]
+    assert (mirror.restarts, mirror.relists, len(fake.nodes.list_requests)) == (1, 0, 1)
+
+
+def test_server_errors_back_off_then_recover(fake: FakeApiServer, core: kubernetes.client.CoreV1Api) -> None:
+    published = Published()
+    # uniform() == 1 makes the jittered waits their ceilings: 0.05 + 0.1 + 0.2 + 0.2 s.
+    mirror = ObjectMirror(
+        "nodes",
+        core.list_node,
+        published,
+        backoff=Backoff(initial_seconds=0.05, max_seconds=0.2),
+        uniform=lambda: 1.0,
+    )
+    mirror.start()
+    try:
+        watching(fake, mirror)
+        resume_from = mirror.resource_version
+        fake.nodes.watch_answers.extend(["http-500", "event-500", "http-500"])
+        started = time.monotonic()
+        fake.nodes.drop_watches()
+        wait_until(
+            lambda: len(fake.nodes.watch_requests) == 5 and fake.nodes.open_watches == 1, "watching again"
+        )
+        elapsed = time.monotonic() - started
+
+        assert elapsed >= 0.5
+        assert mirror.restarts == 4
+        assert {request["resourceVersion"] for request in fake.nodes.watch_requests} == {resume_from}
+        fake.nodes.put("after")
+        wait_until(lambda: published.names == {"after"}, "the recovered watch delivers events")
+    finally:
+        assert mirror.stop()
+
+
+def test_list_failures_back_off_until_the_first_list_succeeds(
+    fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
+) -> None:
+    fake.nodes.put("a")
+    fake.nodes.list_answers.extend(["http-500", "http-410"])
+    mirror = node_mirror()
+    watching(fake, mirror)
+    assert (mirror.restarts, mirror.relists, len(fake.nodes.list_requests)) == (2, 0, 3)
+    assert published.names == {"a"}
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"not json\n", b'{"type": "ADDED"}\n', b'{"type": "SURPRISE", "object": {"metadata": {"name": "z"}}}\n'],
+    ids=["not-json", "no-object", "unknown-type"],
+)
+def test_unusable_watch_lines_restart_the_watch_from_the_last_resource_version(
+    fake: FakeApiServer, node_mirror: MirrorFactory, garbage: bytes
+) -> None:
+    mirror = node_mirror()
+    watching(fake, mirror)
+    resume_from = mirror.resource_version
+    fake.nodes.send_raw(garbage)
+    wait_until(lambda: len(fake.nodes.watch_requests) == 2, "the watch restarts")
+    assert fake.nodes.watch_requests[-1]["resourceVersion"] == resume_from
+    assert mirror.restarts == 1
+
+
+def test_bookmarks_move_the_resource_version_without_publishing(
+    fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
+) -> None:
+    fake.nodes.put("a")
+    mirror = node_mirror()
+    watching(fake, mirror)
+    before = published.count
+
+    bookmark = fake.nodes.bookmark()
+    wait_until(lambda: mirror.resource_version == bookmark, "the bookmark is applied")
+    assert published.count == before
+
+    fake.nodes.drop_watches()
+    wait_until(lambda: len(fake.nodes.watch_requests) == 2, "the watch restarts")
+    assert fake.nodes.watch_requests[-1]["resourceVersion"] == bookmark
+
+
+def test_a_clean_end_renews_the_watch_without_counting_a_restart(
+    fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
+) -> None:
+    mirror = node_mirror()
+    watching(fake, mirror)
+    last = fake.nodes.put("x")["metadata"]["resourceVersion"]
+    wait_until(lambda: published.names == {"x"}, "x is published")
+    fake.nodes.end_watches()
+    wait_until(lambda: len(fake.nodes.watch_requests) == 2, "the watch is renewed")
+    assert fake.nodes.watch_requests[-1]["resourceVersion"] == last
+    assert mirror.restarts == 0
+
+
+def test_a_watch_that_ends_at_once_without_events_counts_as_a_failure(
+    fake: FakeApiServer, node_mirror: MirrorFactory
+) -> None:
+    mirror = node_mirror()
+    watching(fake, mirror)
+    fake.nodes.end_watches()
+    wait_until(lambda: len(fake.nodes.watch_requests) == 2, "the watch is retried")
+    assert mirror.restarts == 1
+
+
+def test_stop_returns_promptly_mid_watch(fake: FakeApiServer, node_mirror: MirrorFactory) -> None:
+    # Default timeouts: the watch would otherwise stay open for 300 s and the socket read for 330 s.
+    mirror = node_mirror(backoff=Backoff())
+    watching(fake, mirror)
+    started = time.monotonic()
+    assert mirror.stop()
+    assert time.monotonic() - started < 2.0
+    assert not mirror.running
+    assert mirror.restarts == 0
+
+
+def test_stop_returns_promptly_during_backoff(fake: FakeApiServer, node_mirror: MirrorFactory) -> None:
+    fake.nodes.list_answers.append("http-500")
+    mirror = node_mirror(backoff=Backoff(initial_seconds=60, max_seconds=60), uniform=lambda: 1.0)
+    wait_until(lambda: mirror.restarts == 1, "the failed list is backing off")
+    started = time.monotonic()
+    assert mirror.stop()
+    assert time.monotonic() - started < 2.0
+
+
+def test_is_stale_follows_the_last_sign_of_life(fake: FakeApiServer, node_mirror: MirrorFactory) -> None:
+    clock = FakeClock(100.0)
+    mirror = node_mirror(clock=clock)
+    watching(fake, mirror)
+    assert mirror.last_sync_monotonic == 100.0
+    assert not mirror.is_stale(30)
+
+    clock.now = 131.0
+    assert mirror.is_stale(30)
+
+    bookmark = fake.nodes.bookmark()
+    wait_until(lambda: mirror.resource_version == bookmark, "the bookmark is applied")
+    assert mirror.last_sync_monotonic == 131.0
+    assert not mirror.is_stale(30)
+
+
+def test_a_failing_callback_does_not_stop_the_mirror(
+    fake: FakeApiServer, core: kubernetes.client.CoreV1Api
+) -> None:
+    seen: list[set[str]] = []
+
+    def on_change(objects: Snapshot) -> None:
+        seen.append(set(objects))
+        if len(seen) == 1:
+            raise RuntimeError("consumer bug")
+
+    mirror = ObjectMirror("nodes", core.list_node, on_change, backoff=FAST)
+    mirror.start()
+    try:
+        watching(fake, mirror)
+        fake.nodes.put("a")
+        wait_until(lambda: seen[-1] == {"a"}, "the next change is published")
+        assert mirror.restarts == 0
+    finally:
+        assert mirror.stop()
+
+
+def test_cluster_mirror_keeps_nodes_and_namespaces(
+    fake: FakeApiServer, api_client: kubernetes.client.ApiClient
+) -> None:
+    fake.nodes.put("node-1")
+    fake.namespaces.put("kube-system")
+    nodes, namespaces = Published(), Published()
+    cluster = ClusterMirror(api_client, nodes, namespaces, backoff=FAST)
+    cluster.start()
+    try:
+        wait_until(lambda: cluster.synced, "both mirrors are synced")
+        assert not cluster.is_stale(60)
+        fake.namespaces.put("team-a", {"immutable-os.io/mode": "enforce"})
+        wait_until(lambda: namespaces.names == {"kube-system", "team-a"}, "the namespace is published")
+        assert nodes.names == {"node-1"}
+        assert namespaces.snapshots[-1]["team-a"]["metadata"]["labels"] == {"immutable-os.io/mode": "enforce"}
+        wait_until(
+            lambda: fake.nodes.open_watches == 1 and fake.namespaces.open_watches == 1, "both watching"
+        )
+    finally:
+        started = time.monotonic()
+        assert cluster.stop()
+        assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("failures", "ceiling"),
+    [(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (10_000, 30.0)],
+    ids=["none", "first", "second", "third", "sixth", "capped", "long-outage"],
+)
+def test_backoff_is_full_jitter_under_a_doubling_ceiling(failures: int, ceiling: float) -> None:
+    backoff = Backoff()
+    assert backoff.delay(failures, uniform=lambda: 1.0) == ceiling
+    assert backoff.delay(failures, uniform=lambda: 0.0) == 0.0
+    assert backoff.delay(failures, uniform=lambda: 0.5) == ceiling / 2
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": server}}],
+                "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def outside_a_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+
+def test_api_client_from_an_explicit_kubeconfig(
+    fake: FakeApiServer, tmp_path: Path, outside_a_pod: None
+) -> None:
+    fake.namespaces.put("default")
+    client = api_client_from(str(write_kubeconfig(tmp_path / "config", fake.url)))
+    try:
+        names = [ns.metadata.name for ns in kubernetes.client.CoreV1Api(client).list_namespace().items]
+        assert names == ["default"]
+    finally:
+        client.close()
+
+
+def test_api_client_from_the_default_kubeconfig_outside_a_pod(
+    fake: FakeApiServer, tmp_path: Path, outside_a_pod: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "config", fake.url)))
+    client = api_client_from(None)
+    try:
+        assert client.configuration.host == fake.url
+    finally:
+        client.close()
+
+
+def test_api_client_from_a_missing_kubeconfig_names_the_file_and_the_fix(
+    tmp_path: Path, outside_a_pod: None
+) -> None:
+    missing = str(tmp_path / "nope")
+    with pytest.raises(ClusterConfigError, match="--kubeconfig") as raised:
+        api_client_from(missing)
+    assert missing in str(raised.value)
+
+
+def test_api_client_from_nothing_names_every_way_to_fix_it(outside_a_pod: None) -> None:
+    with pytest.raises(ClusterConfigError, match="not running in a pod") as raised:
+        api_client_from(None)
+    assert "--kubeconfig" in str(raised.value)
+    assert "KUBECONFIG" in str(raised.value)
