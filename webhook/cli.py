@@ -1,0 +1,128 @@
+"""Command line: `check` (the decision on manifests, offline), `serve`, `scan`, `certs`.
+
+Exit codes of `check`: 0 all allowed, 1 any denied, 2 bad input (the message names file, document, field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from webhook import __version__
+from webhook.admission import Decision, Request, decide
+from webhook.config import Mode
+from webhook.errors import WebhookError
+from webhook.manifests import Document, load_config, load_namespace_labels, load_nodes, read_documents
+from webhook.placement import Constraints, Inventory, place
+from webhook.workloads import pod_spec_view
+
+EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _check_parser(sub: Any) -> None:
+    p = sub.add_parser("check", help="judge manifests offline against a node inventory")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
+    p.add_argument("--config", help="config YAML (default: built-in defaults)")
+    p.add_argument("--nodes", help="`kubectl get nodes -o yaml` output (default: embedded example inventory)")
+    p.add_argument("--mode", choices=[m.value for m in Mode], help="override the config's mode")
+    p.add_argument("--namespace-labels", help="YAML {namespace: {label: value}} or `kubectl get ns -o yaml`")
+    p.add_argument("--namespace", default="default", help="namespace for objects that name none")
+    p.add_argument("--user", default="", help="username the request comes from (for exemptions)")
+    p.add_argument("--group", action="append", default=[], help="group of the user (repeatable)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(run=run_check)
+
+
+def _result(doc: Document, request: Request, decision: Decision, inventory: Inventory) -> dict[str, Any]:
+    placement = decision.placement or place(Constraints.of(pod_spec_view(doc.obj)), inventory)
+    result: dict[str, Any] = {
+        "source": doc.label,
+        "kind": request.kind,
+        "namespace": request.namespace,
+        "name": request.name,
+        "decision": "allowed" if decision.allowed else "denied",
+        "outcome": decision.validated.outcome.value
+        if not decision.mutated.steered
+        else decision.mutated.outcome.value,
+        "steered": decision.mutated.steered,
+        "patch": list(decision.mutated.patch),
+        "warnings": list(decision.warnings),
+        "findings": [{"check": f.check, "field": f.field, "message": f.detail} for f in decision.findings],
+        "landsOn": placement.class_names,
+    }
+    if not decision.allowed:
+        result["message"] = decision.validated.message
+    return result
+
+
+def _text(result: dict[str, Any]) -> str:
+    name = f"{result['kind']} {result['namespace']}/{result['name']}"
+    head = ("STEERED" if result["steered"] else result["decision"].upper()).ljust(8)
+    lines = [f"{head}{name}  [{result['outcome']}; lands on: {', '.join(result['landsOn']) or '-'}]"]
+    lines += [f"    {f['check']}: {f['field']}: {f['message']}" for f in result["findings"]]
+    if result.get("message"):
+        lines.append(f"    denied: {result['message']}")
+    lines += [f"    warning: {w}" for w in result["warnings"]]
+    if result["patch"]:
+        lines.append(f"    patch: {json.dumps(result['patch'])}")
+    return "\n".join(lines)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.mode:
+        config = config.with_mode(Mode(args.mode))
+    inventory = Inventory.build(load_nodes(args.nodes), config)
+    namespaces = load_namespace_labels(args.namespace_labels)
+    results = []
+    for n, doc in enumerate(read_documents(args.paths)):
+        meta = doc.obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or args.namespace)
+        request = Request(
+            uid=f"check-{n}",
+            operation="CREATE",
+            kind=str(doc.obj.get("kind") or ""),
+            sub_resource="",
+            namespace=namespace,
+            name=str(meta.get("name") or meta.get("generateName") or ""),
+            username=args.user,
+            groups=frozenset(args.group),
+            dry_run=True,
+            object=doc.obj,
+        )
+        try:
+            pod_spec_view(doc.obj)  # unknown kinds and missing pod specs are bad input here
+            decision = decide(
+                request, config=config, inventory=inventory, namespace_labels=namespaces.get(namespace, {})
+            )
+        except WebhookError as err:
+            raise type(err)(err.message, field=f"{doc.label}: {err.field}", fix=err.fix) from err
+        results.append(_result(doc, request, decision, inventory))
+    if args.output == "json":
+        print(json.dumps({"results": results}, indent=2))
+    else:
+        print("\n".join(_text(r) for r in results))
+    return EXIT_DENIED if any(r["decision"] == "denied" for r in results) else EXIT_ALLOWED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m webhook", description="Keep host-bound pods off immutable-OS node pools."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _check_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except WebhookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return code

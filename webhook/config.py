@@ -1,0 +1,458 @@
+"""Configuration: modes, checks, allowed host paths, immutable-OS profiles, steering, exemptions.
+
+`Config.from_dict` validates a plain mapping (parsed YAML) and names the key and the fix on any error;
+`BUILTIN_PROFILES` is the one table of evidence that makes a node immutable.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from webhook.errors import ConfigError
+
+E = TypeVar("E", bound=enum.Enum)
+
+PREFIX = "immutable-os.io"
+NAMESPACE_MODE_LABEL = f"{PREFIX}/mode"
+PROFILE_LABEL = f"{PREFIX}/profile"
+STEERED_ANNOTATION = f"{PREFIX}/steered"
+AKS_OS_SKU = "kubernetes.azure.com/os-sku"
+AKS_IMAGE_VERSION = "kubernetes.azure.com/node-image-version"
+
+
+class Mode(enum.Enum):
+    """What happens to a pod that needs host access and can only land on immutable nodes."""
+
+    ENFORCE = "enforce"
+    WARN = "warn"
+    AUDIT = "audit"
+    OFF = "off"
+
+
+class Severity(enum.Enum):
+    """`error` findings follow the mode; `warning` findings never deny, they warn instead."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class SteeringStrategy(enum.Enum):
+    AFFINITY = "affinity"
+    NODE_SELECTOR = "nodeSelector"
+
+
+CHECK_IDS = ("host-path", "host-pid", "host-ipc", "host-network", "privileged")
+DEFAULT_DISABLED_CHECKS = frozenset({"privileged"})
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    enabled: bool = True
+    severity: Severity = Severity.ERROR
+
+
+@dataclass(frozen=True)
+class HostPathRule:
+    """A hostPath is allowed when `path_prefix` matches it by whole segments (and mounts are read-only
+    if `read_only`)."""
+
+    path_prefix: str
+    read_only: bool = False
+
+    def covers(self, path: str) -> bool:
+        prefix = _normalise_path(self.path_prefix)
+        target = _normalise_path(path)
+        if prefix == "/":
+            return True
+        return target == prefix or target.startswith(prefix + "/")
+
+
+def _normalise_path(path: str) -> str:
+    # Kubelet cleans hostPath paths; `/var/log/` and `/var//log` are the same directory.
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return "/" + "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Evidence on a Node object that it runs one immutable OS; any single piece is enough.
+
+    `labels` are exact values (these are also what steering excludes with NotIn); the prefix and
+    osImage evidence classify nodes but cannot be expressed in a node selector.
+    """
+
+    name: str
+    display_name: str
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    label_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    os_image_prefixes: tuple[str, ...] = ()
+    kernel_suffixes: tuple[str, ...] = ()
+    enabled: bool = True
+
+
+# The one table of evidence. AKS label values follow Microsoft's documented `--os-sku` names; values not
+# confirmed from a live node dump are marked so in docs/profiles.md and are overridable via `profiles`.
+BUILTIN_PROFILES: tuple[Profile, ...] = (
+    Profile(
+        "azure-linux-osguard",
+        "Azure Linux OS Guard",
+        labels={AKS_OS_SKU: ("AzureLinuxOSGuard",)},
+        label_prefixes={AKS_IMAGE_VERSION: ("AKSAzureLinux-OSGuard",)},
+        # osImage is the same as plain Azure Linux: labels are the only evidence.
+    ),
+    Profile(
+        "flatcar",
+        "Flatcar Container Linux",
+        labels={AKS_OS_SKU: ("Flatcar",)},
+        label_prefixes={AKS_IMAGE_VERSION: ("AKSFlatcar-",)},
+        os_image_prefixes=("Flatcar Container Linux",),
+        kernel_suffixes=("-flatcar",),
+    ),
+    Profile(
+        "azure-container-linux",
+        "Azure Container Linux",
+        labels={AKS_OS_SKU: ("AzureContainerLinux",)},
+        os_image_prefixes=("Microsoft Azure Container Linux",),
+    ),
+    Profile("bottlerocket", "Bottlerocket", os_image_prefixes=("Bottlerocket OS",)),
+    Profile("talos", "Talos Linux", os_image_prefixes=("Talos (",)),
+    Profile("fedora-coreos", "Fedora CoreOS", os_image_prefixes=("Fedora CoreOS",)),
+    Profile(
+        "container-optimized-os",
+        "Container-Optimized OS",
+        labels={"cloud.google.com/gke-os-distribution": ("cos",)},
+        os_image_prefixes=("Container-Optimized OS",),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class SelectorRequirement:
+    """One node-selector requirement, as in `matchExpressions` (In, NotIn, Exists, DoesNotExist, Gt, Lt)."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"key": self.key, "operator": self.operator}
+        if self.operator not in ("Exists", "DoesNotExist"):
+            wire["values"] = list(self.values)
+        return wire
+
+
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+
+
+@dataclass(frozen=True)
+class NodeLabelSelector:
+    """A user's way to mark pools immutable: nodes matching every requirement are immutable."""
+
+    name: str
+    requirements: tuple[SelectorRequirement, ...]
+
+
+DEFAULT_SELECTORS = (NodeLabelSelector(PROFILE_LABEL, (SelectorRequirement(PROFILE_LABEL, "Exists"),)),)
+
+
+@dataclass(frozen=True)
+class Steering:
+    enabled: bool = True
+    strategy: SteeringStrategy = SteeringStrategy.AFFINITY
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Exemptions:
+    namespaces: frozenset[str] = frozenset()
+    usernames: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    runtime_classes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: Mode = Mode.ENFORCE
+    checks: Mapping[str, CheckSettings] = field(
+        default_factory=lambda: {
+            c: CheckSettings(enabled=c not in DEFAULT_DISABLED_CHECKS) for c in CHECK_IDS
+        }
+    )
+    allowed_host_paths: tuple[HostPathRule, ...] = ()
+    profiles: tuple[Profile, ...] = BUILTIN_PROFILES
+    immutable_node_selectors: tuple[NodeLabelSelector, ...] = DEFAULT_SELECTORS
+    steering: Steering = Steering()
+    exemptions: Exemptions = Exemptions()
+    # What /mutate and /validate answer when the handler itself fails (a bug, not a user error).
+    allow_on_internal_error: bool = True
+    # Past this age the live inventory is not trusted; decisions fall back to label evidence alone.
+    max_inventory_staleness_seconds: float = 600.0
+
+    @property
+    def enabled_profiles(self) -> tuple[Profile, ...]:
+        return tuple(p for p in self.profiles if p.enabled)
+
+    def check_settings(self, check_id: str) -> CheckSettings:
+        return self.checks.get(check_id, CheckSettings(enabled=False))
+
+    def with_mode(self, mode: Mode) -> Config:
+        return replace(self, mode=mode)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Config:
+        """Validate a parsed config file; unknown keys are errors so a typo never goes unnoticed."""
+        if data is None:
+            return cls()
+        reader = _Reader(data, "")
+        reader.allow_only(
+            "mode", "checks", "allowedHostPaths", "profiles", "immutableNodeSelectors", "steering",
+            "exemptions", "onInternalError", "maxInventoryStalenessSeconds",
+        )  # fmt: skip
+        default = cls()
+        return cls(
+            mode=_enum(Mode, reader.get("mode", "enforce"), "mode"),
+            checks=_checks(reader.get("checks", {})),
+            allowed_host_paths=_host_paths(reader.get("allowedHostPaths", [])),
+            profiles=_profiles(reader.get("profiles", {})),
+            immutable_node_selectors=_selectors(reader.get("immutableNodeSelectors", None)),
+            steering=_steering(reader.get("steering", {})),
+            exemptions=_exemptions(reader.get("exemptions", {})),
+            allow_on_internal_error=_enum_value(
+                reader.get("onInternalError", "allow"), ("allow", "deny"), "onInternalError"
+            )
+            == "allow",
+            max_inventory_staleness_seconds=_positive_number(
+                reader.get("maxInventoryStalenessSeconds", default.max_inventory_staleness_seconds),
+                "maxInventoryStalenessSeconds",
+            ),
+        )
+
+
+class _Reader:
+    """Reads one mapping of the config, naming `where` in every error."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"expected a mapping, got {_type_name(data)}",
+                field=where or "<config>",
+                fix="write key: value",
+            )
+        self.data: Mapping[str, Any] = data
+        self.where = where
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def allow_only(self, *keys: str) -> None:
+        for key in self.data:
+            if key not in keys:
+                raise ConfigError(
+                    "unknown key", field=self.path(str(key)), fix=f"known keys here: {', '.join(keys)}"
+                )
+
+    def get(self, key: str, default: Any) -> Any:
+        return self.data.get(key, default)
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _enum_value(value: Any, allowed: Sequence[str], where: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"invalid value {value!r}", field=where, fix=f"use one of: {', '.join(allowed)}")
+    return value
+
+
+def _enum(kind: type[E], value: Any, where: str) -> E:
+    allowed = [str(m.value) for m in kind]
+    return kind(_enum_value(value, allowed, where))
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"expected true or false, got {value!r}", field=where, fix="write true or false")
+    return value
+
+
+def _positive_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"expected a positive number, got {value!r}", field=where, fix="e.g. 600")
+    return float(value)
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"expected a non-empty string, got {value!r}", field=where, fix="quote the value")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"expected a list of strings, got {_type_name(value)}", field=where, fix="- item")
+    return tuple(_string(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _checks(value: Any) -> dict[str, CheckSettings]:
+    reader = _Reader(value, "checks")
+    reader.allow_only(*CHECK_IDS)
+    result = {c: CheckSettings(enabled=c not in DEFAULT_DISABLED_CHECKS) for c in CHECK_IDS}
+    for check_id, raw in reader.data.items():
+        where = reader.path(check_id)
+        if isinstance(raw, bool):  # shorthand: `host-network: false`
+            result[check_id] = CheckSettings(enabled=raw)
+            continue
+        item = _Reader(raw, where)
+        item.allow_only("enabled", "severity")
+        result[check_id] = CheckSettings(
+            enabled=_bool(item.get("enabled", True), item.path("enabled")),
+            severity=_enum(Severity, item.get("severity", "error"), item.path("severity")),
+        )
+    return result
+
+
+def _host_paths(value: Any) -> tuple[HostPathRule, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("expected a list", field="allowedHostPaths", fix="- {pathPrefix: /var/log}")
+    rules = []
+    for i, raw in enumerate(value):
+        item = _Reader(raw, f"allowedHostPaths[{i}]")
+        item.allow_only("pathPrefix", "readOnly")
+        prefix = _string(item.get("pathPrefix", None), item.path("pathPrefix"))
+        if not prefix.startswith("/"):
+            raise ConfigError(
+                f"{prefix!r} is not absolute", field=item.path("pathPrefix"), fix="start it with /"
+            )
+        rules.append(HostPathRule(prefix, _bool(item.get("readOnly", False), item.path("readOnly"))))
+    return tuple(rules)
+
+
+def _string_lists(value: Any, where: str) -> dict[str, tuple[str, ...]]:
+    reader = _Reader(value, where)
+    return {str(k): _strings(v, reader.path(str(k))) for k, v in reader.data.items()}
+
+
+def _profiles(value: Any) -> tuple[Profile, ...]:
+    """Built-in profiles switched or extended by name; new names define custom profiles."""
+    reader = _Reader(value, "profiles")
+    by_name = {p.name: p for p in BUILTIN_PROFILES}
+    for name, raw in reader.data.items():
+        where = reader.path(str(name))
+        if isinstance(raw, bool):
+            if name not in by_name:
+                raise ConfigError(
+                    "not a built-in profile", field=where, fix=f"built-ins: {', '.join(sorted(by_name))}"
+                )
+            by_name[name] = replace(by_name[name], enabled=raw)
+            continue
+        item = _Reader(raw, where)
+        item.allow_only(
+            "enabled", "displayName", "labels", "labelPrefixes", "osImagePrefixes", "kernelSuffixes"
+        )
+        base = by_name.get(name, Profile(str(name), str(name)))
+        labels = dict(base.labels)
+        labels.update(_string_lists(item.get("labels", {}), item.path("labels")))
+        prefixes = dict(base.label_prefixes)
+        prefixes.update(_string_lists(item.get("labelPrefixes", {}), item.path("labelPrefixes")))
+        profile = replace(
+            base,
+            enabled=_bool(item.get("enabled", True), item.path("enabled")),
+            display_name=_string(item.get("displayName", base.display_name), item.path("displayName")),
+            labels=labels,
+            label_prefixes=prefixes,
+            os_image_prefixes=base.os_image_prefixes
+            + _strings(item.get("osImagePrefixes", []), item.path("osImagePrefixes")),
+            kernel_suffixes=base.kernel_suffixes
+            + _strings(item.get("kernelSuffixes", []), item.path("kernelSuffixes")),
+        )
+        if name not in by_name and not (
+            profile.labels or profile.label_prefixes or profile.os_image_prefixes or profile.kernel_suffixes
+        ):
+            raise ConfigError(
+                "a custom profile needs evidence", field=where, fix="give labels, osImagePrefixes or both"
+            )
+        by_name[str(name)] = profile
+    return tuple(by_name.values())
+
+
+def parse_requirement(raw: Any, where: str) -> SelectorRequirement:
+    item = _Reader(raw, where)
+    item.allow_only("key", "operator", "values")
+    key = _string(item.get("key", None), item.path("key"))
+    operator = _enum_value(item.get("operator", None), SELECTOR_OPERATORS, item.path("operator"))
+    values = _strings(item.get("values", []), item.path("values"))
+    if operator in ("In", "NotIn") and not values:
+        raise ConfigError(f"{operator} needs values", field=item.path("values"), fix="list at least one")
+    if operator in ("Exists", "DoesNotExist") and values:
+        raise ConfigError(f"{operator} takes no values", field=item.path("values"), fix="remove values")
+    if operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
+        raise ConfigError(f"{operator} needs one integer", field=item.path("values"), fix='e.g. ["3"]')
+    return SelectorRequirement(key, operator, values)
+
+
+def _selectors(value: Any) -> tuple[NodeLabelSelector, ...]:
+    if value is None:
+        return DEFAULT_SELECTORS
+    if not isinstance(value, list):
+        raise ConfigError(
+            "expected a list", field="immutableNodeSelectors", fix="- {matchLabels: {pool: flatcar}}"
+        )
+    selectors = []
+    for i, raw in enumerate(value):
+        where = f"immutableNodeSelectors[{i}]"
+        item = _Reader(raw, where)
+        item.allow_only("name", "matchLabels", "matchExpressions")
+        requirements = [
+            SelectorRequirement(k, "In", (v,))
+            for k, v in (
+                (str(k), _string(v, f"{where}.matchLabels.{k}"))
+                for k, v in _Reader(item.get("matchLabels", {}), item.path("matchLabels")).data.items()
+            )
+        ]
+        expressions = item.get("matchExpressions", [])
+        if not isinstance(expressions, list):
+            raise ConfigError("expected a list", field=item.path("matchExpressions"), fix="- {key: ..}")
+        requirements += [
+            parse_requirement(e, f"{where}.matchExpressions[{j}]") for j, e in enumerate(expressions)
+        ]
+        if not requirements:
+            raise ConfigError(
+                "an empty selector would mark every node immutable",
+                field=where,
+                fix="give matchLabels or matchExpressions",
+            )
+        default_name = ",".join(f"{r.key} {r.operator} {'|'.join(r.values)}".strip() for r in requirements)
+        name = _string(item.get("name", default_name), item.path("name"))
+        selectors.append(NodeLabelSelector(name, tuple(requirements)))
+    return tuple(selectors)
+
+
+def _steering(value: Any) -> Steering:
+    reader = _Reader(value, "steering")
+    reader.allow_only("enabled", "strategy", "nodeSelector")
+    strategy = _enum(SteeringStrategy, reader.get("strategy", "affinity"), reader.path("strategy"))
+    selector_reader = _Reader(reader.get("nodeSelector", {}), reader.path("nodeSelector"))
+    node_selector = {
+        str(k): _string(v, selector_reader.path(str(k))) for k, v in selector_reader.data.items()
+    }
+    if strategy is SteeringStrategy.NODE_SELECTOR and not node_selector:
+        raise ConfigError(
+            "strategy nodeSelector needs labels of a general pool",
+            field="steering.nodeSelector",
+            fix="e.g. {kubernetes.azure.com/os-sku: AzureLinux}",
+        )
+    return Steering(_bool(reader.get("enabled", True), reader.path("enabled")), strategy, node_selector)
+
+
+def _exemptions(value: Any) -> Exemptions:
+    reader = _Reader(value, "exemptions")
+    reader.allow_only("namespaces", "usernames", "groups", "runtimeClasses")
+
+    def names(key: str) -> frozenset[str]:
+        return frozenset(_strings(reader.get(key, []), reader.path(key)))
+
+    return Exemptions(names("namespaces"), names("usernames"), names("groups"), names("runtimeClasses"))

@@ -1,0 +1,47 @@
+"""The typed errors a user can cause, in one tree; each names the field and the fix.
+
+WebhookError                  base; `str(err)` is the message a person acts on
+├── ConfigError               a config file or value is wrong (field = dotted config key)
+├── ReviewError               an AdmissionReview is malformed (field = JSON path in the review)
+├── ManifestError             a manifest for `check` is unreadable or not an object we judge
+│   └── UnsupportedKindError  a well-formed object of a kind we do not judge
+└── NodeListError             a node inventory file is malformed
+Nothing user-caused surfaces as a traceback or an HTTP 500: the shells catch WebhookError.
+"""
+
+from __future__ import annotations
+
+
+class WebhookError(Exception):
+    """Base of every user-caused error; `field` names where, `fix` says what to do."""
+
+    def __init__(self, message: str, *, field: str = "", fix: str = "") -> None:
+        self.message = message
+        self.field = field
+        self.fix = fix
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        fix = f" ({self.fix})" if self.fix else ""
+        return f"{where}{self.message}{fix}"
+
+
+class ConfigError(WebhookError):
+    """A configuration key or value is invalid."""
+
+
+class ReviewError(WebhookError):
+    """An AdmissionReview body is not a v1 AdmissionReview we can answer."""
+
+
+class ManifestError(WebhookError):
+    """A manifest given to `check` cannot be judged."""
+
+
+class UnsupportedKindError(ManifestError):
+    """A well-formed object whose kind carries no pod spec we judge."""
+
+
+class NodeListError(WebhookError):
+    """A node inventory (e.g. `kubectl get nodes -o yaml`) is malformed."""

@@ -1,0 +1,187 @@
+"""Steering: JSONPatch that keeps a pod spec off immutable pools while keeping the user's constraints.
+
+Affinity strategy: append the exclusions (`os-sku NotIn [...]`, `immutable-os.io/profile DoesNotExist`)
+to every nodeSelectorTerm, since terms are ORed and expressions ANDed; add a term if there is none.
+nodeSelector strategy: set the configured labels of a general pool. Patches point into the object
+actually reviewed (under spec.template for a Deployment) and only add, so they apply to it as computed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.api import AddOp, JsonPatchOp, pointer
+from webhook.config import STEERED_ANNOTATION, Config, SelectorRequirement, SteeringStrategy
+from webhook.placement.analysis import REQUIRED_AFFINITY
+from webhook.workloads import PodSpecView
+
+_NEGATION = {"In": "NotIn", "NotIn": "In", "Exists": "DoesNotExist", "DoesNotExist": "Exists"}
+
+
+def exclusions(config: Config, label_keys: frozenset[str] | None = None) -> tuple[SelectorRequirement, ...]:
+    """Node-selector requirements that, ANDed, exclude every node the label evidence marks immutable.
+
+    With `label_keys` (every label key some node carries), keys no node has are left out: a GKE label
+    has no business in an AKS pod's affinity.
+
+    osImage and label-prefix evidence cannot be written as a requirement, nor can a multi-requirement
+    selector be negated by one; pools known only that way stay reachable, which the caller detects.
+    """
+    not_in: dict[str, set[str]] = {}
+    others: set[SelectorRequirement] = set()
+    for profile in config.enabled_profiles:
+        for key, values in profile.labels.items():
+            not_in.setdefault(key, set()).update(values)
+    for selector in config.immutable_node_selectors:
+        if len(selector.requirements) != 1 or selector.requirements[0].operator not in _NEGATION:
+            continue
+        req = selector.requirements[0]
+        negated = _NEGATION[req.operator]
+        if negated == "NotIn":
+            not_in.setdefault(req.key, set()).update(req.values)
+        else:
+            others.add(SelectorRequirement(req.key, negated, req.values))
+    absent = {r.key for r in others if r.operator == "DoesNotExist"}
+    result = [SelectorRequirement(k, "NotIn", tuple(sorted(v))) for k, v in not_in.items() if k not in absent]
+    result += others
+    if label_keys is not None:
+        result = [r for r in result if r.key in label_keys]
+    return tuple(sorted(result, key=lambda r: (r.key, r.operator, r.values)))
+
+
+def _term_excludes(expressions: Sequence[Any], req: SelectorRequirement) -> bool:
+    for e in expressions:
+        if not isinstance(e, Mapping) or e.get("key") != req.key:
+            continue
+        op, values = e.get("operator"), set(e.get("values") or [])
+        if op == "DoesNotExist" and req.operator in ("DoesNotExist", "NotIn"):
+            return True
+        if op == req.operator and (op in ("Exists", "DoesNotExist") or set(req.values) <= values):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class SteeringPlan:
+    """The patch, and the reviewed object with it applied (for the caller to place again)."""
+
+    patch: tuple[JsonPatchOp, ...]
+    steered_object: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SteeringRefusal:
+    reason: str
+
+
+def _add(path: str, value: Any) -> AddOp:
+    return {"op": "add", "path": path, "value": value}
+
+
+def _affinity_ops(
+    pod: PodSpecView, excl: tuple[SelectorRequirement, ...], base: tuple[str, ...]
+) -> list[JsonPatchOp]:
+    wire = [r.to_wire() for r in excl]
+    nested: Any = {"nodeSelectorTerms": [{"matchExpressions": wire}]}
+    # Walk down affinity/nodeAffinity/required...; add the missing level whole.
+    for depth in range(len(REQUIRED_AFFINITY), 0, -1):
+        if pod.mapping(*REQUIRED_AFFINITY[:depth]) is not None:
+            break
+        nested = {REQUIRED_AFFINITY[depth - 1]: nested}
+    else:
+        depth = 0
+    if depth < len(REQUIRED_AFFINITY):
+        key = REQUIRED_AFFINITY[depth]
+        return [_add(pointer(*base, *REQUIRED_AFFINITY[:depth], key), nested[key])]
+    required = pod.mapping(*REQUIRED_AFFINITY) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    terms_path = (*base, *REQUIRED_AFFINITY, "nodeSelectorTerms")
+    if not terms:
+        return [_add(pointer(*terms_path), nested["nodeSelectorTerms"])]
+    ops: list[JsonPatchOp] = []
+    for i, term in enumerate(terms):
+        expressions = term.get("matchExpressions") or []
+        missing = [r.to_wire() for r in excl if not _term_excludes(expressions, r)]
+        if not missing:
+            continue
+        if not expressions:
+            ops.append(_add(pointer(*terms_path, i, "matchExpressions"), missing))
+        else:
+            ops.extend(_add(pointer(*terms_path, i, "matchExpressions", "-"), m) for m in missing)
+    return ops
+
+
+def _node_selector_ops(
+    pod: PodSpecView, labels: Mapping[str, str], base: tuple[str, ...]
+) -> list[JsonPatchOp] | SteeringRefusal:
+    current = pod.mapping("nodeSelector")
+    for key, value in labels.items():
+        if current and key in current and current[key] != value:
+            return SteeringRefusal(
+                f"nodeSelector {key}={current[key]} conflicts with steering label {key}={value}"
+            )
+    missing = {k: v for k, v in labels.items() if not current or k not in current}
+    if not missing:
+        return []
+    if current is None:
+        return [_add(pointer(*base, "nodeSelector"), dict(sorted(missing.items())))]
+    return [_add(pointer(*base, "nodeSelector", k), v) for k, v in sorted(missing.items())]
+
+
+def _annotation_ops(pod: PodSpecView, value: str) -> list[JsonPatchOp]:
+    meta = (*pod.template_path, "metadata")
+    template: Any = pod.metadata
+    if not template and pod.template_path:
+        return [_add(pointer(*meta), {"annotations": {STEERED_ANNOTATION: value}})]
+    if "annotations" not in template or template["annotations"] is None:
+        return [_add(pointer(*meta, "annotations"), {STEERED_ANNOTATION: value})]
+    return [_add(pointer(*meta, "annotations", STEERED_ANNOTATION), value)]
+
+
+def steer_away_from(
+    obj: Mapping[str, Any],
+    pod: PodSpecView,
+    profiles: Sequence[str],
+    config: Config,
+    label_keys: frozenset[str] | None = None,
+) -> SteeringPlan | SteeringRefusal:
+    """Patch `obj` (the reviewed object holding `pod`) so its pods avoid immutable pools."""
+    base = (*pod.template_path, "spec")
+    ops: list[JsonPatchOp]
+    if config.steering.strategy is SteeringStrategy.NODE_SELECTOR:
+        result = _node_selector_ops(pod, config.steering.node_selector, base)
+        if isinstance(result, SteeringRefusal):
+            return result
+        ops = result
+    else:
+        excl = exclusions(config, label_keys)
+        if not excl:
+            return SteeringRefusal("no enabled profile or selector has label evidence to exclude")
+        ops = _affinity_ops(pod, excl, base)
+    if not ops:
+        return SteeringRefusal("already steered, yet it can still land on immutable nodes")
+    ops += _annotation_ops(pod, ",".join(sorted(set(profiles))))
+    return SteeringPlan(tuple(ops), apply_patch(obj, ops))
+
+
+def apply_patch(obj: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> dict[str, Any]:
+    """Apply our add-only patches to a copy of `obj` (RFC 6902 `add`, `-` appends)."""
+    result: Any = copy.deepcopy(dict(obj))
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        target = result
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        last = parts[-1]
+        value = copy.deepcopy(op["value"])
+        if isinstance(target, list):
+            if last == "-":
+                target.append(value)
+            else:
+                target.insert(int(last), value)
+        else:
+            target[last] = value
+    return dict(result)

@@ -1,0 +1,16 @@
+"""Placement: selector, affinity and taint matching; pool grouping; where a pod spec can land."""
+
+from webhook.placement.analysis import Constraints, Placement, place
+from webhook.placement.inventory import Classification, Inventory, Node, NodeClass, Pool, classify
+
+__all__ = [
+    "Classification",
+    "Constraints",
+    "Inventory",
+    "Node",
+    "NodeClass",
+    "Placement",
+    "Pool",
+    "classify",
+    "place",
+]

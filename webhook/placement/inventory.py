@@ -1,0 +1,222 @@
+"""The node inventory: nodes classified immutable or general, grouped into pools once per change.
+
+Nodes of one pool share every scheduling-relevant label and taint, so `Inventory.build` groups them by
+that signature; placement then costs O(pools). Per-node labels (hostname, any label whose value is the
+node's name) stay out of the signature and are resolved through a name index.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.config import Config, Profile
+from webhook.errors import NodeListError
+from webhook.placement.selectors import Taint, requirement_matches
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+# Labels that name a node pool, in the order we trust them, for messages.
+POOL_NAME_LABELS = (
+    "kubernetes.azure.com/agentpool",
+    "agentpool",
+    "eks.amazonaws.com/nodegroup",
+    "cloud.google.com/gke-nodepool",
+    "karpenter.sh/nodepool",
+    "node.kubernetes.io/pool",
+)
+# Taints that describe a node's passing condition, not its pool; a NotReady or cordoned node still
+# belongs to a pool the pod can land on once it recovers.
+TRANSIENT_TAINT_PREFIX = "node.kubernetes.io/"
+TRANSIENT_TAINTS = frozenset(
+    TRANSIENT_TAINT_PREFIX + t
+    for t in (
+        "not-ready",
+        "unreachable",
+        "unschedulable",
+        "memory-pressure",
+        "disk-pressure",
+        "pid-pressure",
+        "network-unavailable",
+        "out-of-service",
+    )
+)
+
+
+class NodeClass(enum.Enum):
+    GENERAL = "general"
+    IMMUTABLE = "immutable"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    labels: Mapping[str, str]
+    taints: tuple[Taint, ...] = ()
+    os_image: str = ""
+    kernel_version: str = ""
+
+    @classmethod
+    def from_wire(cls, obj: Any, where: str = "node") -> Node:
+        """A Node from its JSON/YAML form (`kubectl get node -o yaml`)."""
+        if not isinstance(obj, Mapping):
+            raise NodeListError("expected a Node object", field=where)
+        metadata = obj.get("metadata") or {}
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise NodeListError("a Node needs metadata.name", field=f"{where}.metadata.name")
+        labels = metadata.get("labels") or {}
+        if not isinstance(labels, Mapping):
+            raise NodeListError("labels must be a mapping", field=f"{where}.metadata.labels")
+        spec = obj.get("spec") or {}
+        raw_taints = spec.get("taints") or [] if isinstance(spec, Mapping) else []
+        if not isinstance(raw_taints, list):
+            raise NodeListError("taints must be a list", field=f"{where}.spec.taints")
+        taints = []
+        for i, t in enumerate(raw_taints):
+            if not isinstance(t, Mapping) or not t.get("key") or not t.get("effect"):
+                raise NodeListError("a taint needs key and effect", field=f"{where}.spec.taints[{i}]")
+            taints.append(Taint(str(t["key"]), str(t.get("value") or ""), str(t["effect"])))
+        status = obj.get("status") or {}
+        info = status.get("nodeInfo") or {} if isinstance(status, Mapping) else {}
+        if not isinstance(info, Mapping):
+            info = {}
+        return cls(
+            name,
+            {str(k): str(v) for k, v in labels.items()},
+            tuple(taints),
+            str(info.get("osImage") or ""),
+            str(info.get("kernelVersion") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Classification:
+    node_class: NodeClass
+    profile: str = ""  # display name of the immutable OS, empty for general nodes
+    evidence: str = ""  # what on the Node object said so, for messages and `scan`
+
+
+GENERAL = Classification(NodeClass.GENERAL)
+
+
+def _profile_evidence(node: Node, profile: Profile) -> str:
+    for key, values in profile.labels.items():
+        if node.labels.get(key) in values:
+            return f"label {key}={node.labels[key]}"
+    for key, prefixes in profile.label_prefixes.items():
+        value = node.labels.get(key, "")
+        if any(value.startswith(p) for p in prefixes):
+            return f"label {key}={value}"
+    if any(node.os_image.startswith(p) for p in profile.os_image_prefixes):
+        return f"osImage {node.os_image}"
+    if any(node.kernel_version.endswith(s) for s in profile.kernel_suffixes):
+        return f"kernelVersion {node.kernel_version}"
+    return ""
+
+
+def classify(node: Node, config: Config) -> Classification:
+    for profile in config.enabled_profiles:
+        evidence = _profile_evidence(node, profile)
+        if evidence:
+            return Classification(NodeClass.IMMUTABLE, profile.display_name, evidence)
+    for selector in config.immutable_node_selectors:
+        if all(requirement_matches(r, node.labels) for r in selector.requirements):
+            name = node.labels.get(selector.requirements[0].key) or selector.name
+            return Classification(NodeClass.IMMUTABLE, name, f"selector {selector.name}")
+    return GENERAL
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Nodes that are the same for scheduling: same class, same shared labels, same blocking taints."""
+
+    name: str
+    classification: Classification
+    labels: Mapping[str, str]  # shared by every member
+    taints: tuple[Taint, ...]
+    members: tuple[str, ...]
+    member_labels: Mapping[str, Mapping[str, str]]  # per-node labels (hostname and the like)
+    identity_keys: frozenset[str]
+
+    @property
+    def node_class(self) -> NodeClass:
+        return self.classification.node_class
+
+    def node_labels(self, node: str) -> Mapping[str, str]:
+        own = self.member_labels.get(node)
+        return {**self.labels, **own} if own else self.labels
+
+    def describe(self) -> str:
+        c = self.classification
+        return f"pool {self.name} ({c.profile})" if c.profile else f"pool {self.name}"
+
+
+def _identity_keys(node: Node) -> frozenset[str]:
+    return frozenset(k for k, v in node.labels.items() if k == HOSTNAME_LABEL or v == node.name)
+
+
+def _pool_name(labels: Mapping[str, str], first_node: str) -> str:
+    for key in POOL_NAME_LABELS:
+        if labels.get(key):
+            return labels[key]
+    return f"like-{first_node}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    pools: tuple[Pool, ...]
+    pool_of_node: Mapping[str, int]
+    nodes_by_hostname: Mapping[str, tuple[str, ...]]
+
+    @property
+    def node_count(self) -> int:
+        return len(self.pool_of_node)
+
+    @property
+    def label_keys(self) -> frozenset[str]:
+        """Every label key some node carries."""
+        return frozenset(k for p in self.pools for k in p.labels) | frozenset().union(
+            *(p.identity_keys for p in self.pools)
+        )
+
+    @classmethod
+    def build(cls, nodes: Iterable[Node], config: Config) -> Inventory:
+        groups: dict[tuple[Any, ...], list[tuple[Node, frozenset[str]]]] = {}
+        classes: dict[tuple[Any, ...], Classification] = {}
+        for node in nodes:
+            identity = _identity_keys(node)
+            shared = frozenset((k, v) for k, v in node.labels.items() if k not in identity)
+            taints = frozenset(t for t in node.taints if t.key not in TRANSIENT_TAINTS)
+            classification = classify(node, config)
+            signature = (shared, taints, classification)
+            groups.setdefault(signature, []).append((node, identity))
+            classes[signature] = classification
+        pools: list[Pool] = []
+        pool_of_node: dict[str, int] = {}
+        by_hostname: dict[str, list[str]] = {}
+        names_seen: dict[str, int] = {}
+        for signature, members in sorted(groups.items(), key=lambda g: min(n.name for n, _ in g[1])):
+            shared, taints, _ = signature
+            first = min(n.name for n, _ in members)
+            name = _pool_name(dict(shared), first)
+            names_seen[name] = names_seen.get(name, 0) + 1
+            if names_seen[name] > 1:  # same pool label in several zones: keep names unique
+                name = f"{name}#{names_seen[name]}"
+            for node, _ in members:
+                pool_of_node[node.name] = len(pools)
+                if HOSTNAME_LABEL in node.labels:
+                    by_hostname.setdefault(node.labels[HOSTNAME_LABEL], []).append(node.name)
+            pools.append(
+                Pool(
+                    name=name,
+                    classification=classes[signature],
+                    labels=dict(shared),
+                    taints=tuple(sorted(taints, key=lambda t: (t.key, t.effect, t.value))),
+                    members=tuple(sorted(n.name for n, _ in members)),
+                    member_labels={n.name: {k: n.labels[k] for k in ident} for n, ident in members if ident},
+                    identity_keys=frozenset().union(*(ident for _, ident in members)),
+                )
+            )
+        return cls(tuple(pools), pool_of_node, {k: tuple(v) for k, v in by_hostname.items()})

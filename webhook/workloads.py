@@ -1,0 +1,138 @@
+"""Where the pod spec lives in each kind we judge, and a typed, validating view over it.
+
+A Deployment's pods are judged through `spec.template`; a CronJob's through
+`spec.jobTemplate.spec.template`. Field paths in findings and JSONPatch paths both start from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.errors import ManifestError, UnsupportedKindError
+
+_TEMPLATE = ("spec", "template")
+# kind -> path of the pod template (an object with `metadata` and `spec`); () means the object is the pod.
+POD_TEMPLATE_PATHS: Mapping[str, tuple[str, ...]] = {
+    "Pod": (),
+    "Deployment": _TEMPLATE,
+    "ReplicaSet": _TEMPLATE,
+    "StatefulSet": _TEMPLATE,
+    "DaemonSet": _TEMPLATE,
+    "Job": _TEMPLATE,
+    "ReplicationController": _TEMPLATE,
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+    "PodTemplate": ("template",),
+}
+SUPPORTED_KINDS = tuple(POD_TEMPLATE_PATHS)
+CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container of any of the three lists, with the field path that names it in messages."""
+
+    field: str  # e.g. "spec.initContainers[0]"
+    name: str
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PodSpecView:
+    """The pod spec of a reviewed object, where it sits (`template_path`) and its pod metadata."""
+
+    kind: str
+    template_path: tuple[str, ...]
+    spec: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+
+    @property
+    def spec_field(self) -> str:
+        """Dotted field path of the pod spec for messages, e.g. `spec.template.spec`."""
+        return ".".join((*self.template_path, "spec"))
+
+    def field(self, *parts: str) -> str:
+        return ".".join((self.spec_field, *parts)).replace(".[", "[")
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        value = self.metadata.get("annotations") or {}
+        return value if isinstance(value, Mapping) else {}
+
+    def flag(self, name: str) -> bool:
+        value = self.spec.get(name, False)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise ManifestError(f"expected true or false, got {value!r}", field=self.field(name))
+        return value
+
+    def string(self, name: str) -> str | None:
+        value = self.spec.get(name)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise ManifestError(f"expected a string, got {value!r}", field=self.field(name))
+        return value
+
+    def mapping(self, *path: str) -> Mapping[str, Any] | None:
+        node: Any = self.spec
+        for depth, part in enumerate(path):
+            node = node.get(part) if isinstance(node, Mapping) else None
+            if node is None:
+                return None
+            if not isinstance(node, Mapping):
+                raise ManifestError(
+                    f"expected an object, got {type(node).__name__}", field=self.field(*path[: depth + 1])
+                )
+        result: Mapping[str, Any] = node
+        return result
+
+    def objects(self, name: str, within: Mapping[str, Any] | None = None, where: str = "") -> list[Any]:
+        """A list of objects (volumes, tolerations, ...) with its shape checked."""
+        source = self.spec if within is None else within
+        where = where or self.field(name)
+        value = source.get(name) or []
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ManifestError(f"expected a list, got {type(value).__name__}", field=where)
+        for i, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                raise ManifestError(f"expected an object, got {type(item).__name__}", field=f"{where}[{i}]")
+        return list(value)
+
+    def containers(self) -> Iterator[Container]:
+        for list_name in CONTAINER_FIELDS:
+            for i, raw in enumerate(self.objects(list_name)):
+                yield Container(self.field(f"{list_name}[{i}]"), str(raw.get("name", f"#{i}")), raw)
+
+
+def pod_spec_view(obj: Mapping[str, Any], kind: str | None = None) -> PodSpecView:
+    """The pod spec inside `obj`; raises UnsupportedKindError for kinds that carry none."""
+    kind = kind or obj.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ManifestError("missing kind", field="kind", fix="set kind: Pod, Deployment, ...")
+    path = POD_TEMPLATE_PATHS.get(kind)
+    if path is None:
+        raise UnsupportedKindError(
+            f"kind {kind} carries no pod spec we judge",
+            field="kind",
+            fix=f"supported kinds: {', '.join(SUPPORTED_KINDS)}",
+        )
+    template: Any = obj
+    for depth, part in enumerate(path):
+        template = template.get(part) if isinstance(template, Mapping) else None
+        if not isinstance(template, Mapping):
+            raise ManifestError(
+                "missing or not an object",
+                field=".".join(path[: depth + 1]),
+                fix=f"a {kind} needs {'.'.join(path)}",
+            )
+    spec = template.get("spec")
+    metadata = template.get("metadata") or {}
+    where = ".".join((*path, "spec"))
+    if not isinstance(spec, Mapping):
+        raise ManifestError("missing or not an object", field=where, fix="give the pod spec")
+    if not isinstance(metadata, Mapping):
+        raise ManifestError("expected an object", field=".".join((*path, "metadata")))
+    return PodSpecView(kind, path, spec, metadata)
