@@ -38,7 +38,9 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def verify_for(ca: certs.CertificateAuthority, leaf: x509.Certificate, subject: x509.GeneralName) -> None:
+def verify_for(
+    ca: certs.CertificateAuthority, leaf: x509.Certificate, subject: x509.DNSName | x509.IPAddress
+) -> None:
     """Full RFC 5280 path validation of `leaf` for `subject` against `ca` alone, as a TLS client would."""
     store = Store([ca.certificate])
     verifier = PolicyBuilder().store(store).time(NOW + timedelta(hours=1)).build_server_verifier(subject)
