@@ -217,7 +217,7 @@ def secret_manifest(
     name: str, namespace: str, serving: ServingCertificate, ca: CertificateAuthority
 ) -> SecretManifest:
     """A `kubernetes.io/tls` Secret holding the serving pair and the CA certificate (never the CA key)."""
-    _check_name("--secret-name", name, _RFC1123_SUBDOMAIN, 253, "a DNS subdomain such as webhook-tls")
+    _check_secret_name(name)
     _check_name("--namespace", namespace, _RFC1123_LABEL, 63, "an RFC 1123 label such as kube-system")
     return {
         "apiVersion": "v1",
@@ -247,7 +247,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ca-cert", metavar="PATH", help="reuse this CA certificate (keeps the caBundle)")
     parser.add_argument("--ca-key", metavar="PATH", help="the key of --ca-cert")
-    parser.add_argument("--key-type", choices=KEY_TYPES, default="ecdsa", help="ECDSA P-256 or RSA 3072")
+    parser.add_argument(
+        "--key-type",
+        choices=KEY_TYPES,
+        default="ecdsa",
+        help="ECDSA P-256 or RSA 3072, for a new CA and the serving key",
+    )
     parser.add_argument("--days", type=int, default=SERVING_DAYS, help="serving cert lifetime (default: 365)")
     parser.add_argument("--ca-days", type=int, default=CA_DAYS, help="new CA lifetime (default: 3650)")
     parser.add_argument(
@@ -272,9 +277,7 @@ def _run(args: argparse.Namespace) -> int:
     for ip in args.ip:
         _parse_ip(ip)
     if args.secret_name is not None:
-        _check_name(
-            "--secret-name", args.secret_name, _RFC1123_SUBDOMAIN, 253, "a DNS subdomain such as webhook-tls"
-        )
+        _check_secret_name(args.secret_name)
     if (args.ca_cert is None) != (args.ca_key is None):
         missing, given = ("--ca-key", "--ca-cert") if args.ca_key is None else ("--ca-cert", "--ca-key")
         raise CertificateError(
@@ -328,6 +331,10 @@ def _check_name(flag: str, value: str, rule: re.Pattern[str], max_len: int, what
         raise CertificateError(
             flag, f"{value!r} is not a valid name", f"pass {what} (at most {max_len} chars)"
         )
+
+
+def _check_secret_name(name: str) -> None:
+    _check_name("--secret-name", name, _RFC1123_SUBDOMAIN, 253, "a DNS subdomain such as webhook-tls")
 
 
 def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
