@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from webhook import __version__
+from webhook import __version__, certs
 from webhook.admission import Decision, Request, decide
 from webhook.config import Mode
 from webhook.errors import WebhookError
@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _check_parser(sub)
+    certs_parser = sub.add_parser("certs", help="generate a CA and a serving certificate; print the caBundle")
+    certs.configure_parser(certs_parser)
+    certs_parser.set_defaults(run=certs.run)
     return parser
 
 

@@ -1,0 +1,267 @@
+"""Placement: every selector operator, terms ORed / expressions ANDed, taints, classification, pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.builders import OS_SKU, aks_pool, expr, mixed_inventory, required_terms, set_field, tweak
+from webhook.config import Config, SelectorRequirement
+from webhook.errors import ManifestError, NodeListError
+from webhook.placement import Constraints, Inventory, Node, NodeClass, classify, place
+from webhook.placement.selectors import Taint, Toleration, requirement_matches, tolerated
+from webhook.workloads import pod_spec_view
+
+LABELS = {"zone": "1", "size": "8", "pool": "gp"}
+OPERATORS = [
+    ("In hit", SelectorRequirement("zone", "In", ("1", "2")), True),
+    ("In miss", SelectorRequirement("zone", "In", ("3",)), False),
+    ("In absent key", SelectorRequirement("gpu", "In", ("1",)), False),
+    ("NotIn hit", SelectorRequirement("zone", "NotIn", ("1",)), False),
+    ("NotIn miss", SelectorRequirement("zone", "NotIn", ("2",)), True),
+    ("NotIn absent key matches", SelectorRequirement("gpu", "NotIn", ("1",)), True),
+    ("Exists", SelectorRequirement("zone", "Exists"), True),
+    ("Exists absent", SelectorRequirement("gpu", "Exists"), False),
+    ("DoesNotExist", SelectorRequirement("gpu", "DoesNotExist"), True),
+    ("DoesNotExist present", SelectorRequirement("zone", "DoesNotExist"), False),
+    ("Gt true", SelectorRequirement("size", "Gt", ("4",)), True),
+    ("Gt equal is false", SelectorRequirement("size", "Gt", ("8",)), False),
+    ("Lt true", SelectorRequirement("size", "Lt", ("16",)), True),
+    ("Lt false", SelectorRequirement("size", "Lt", ("2",)), False),
+    ("Gt non-integer label", SelectorRequirement("pool", "Gt", ("1",)), False),
+    ("Gt absent key", SelectorRequirement("gpu", "Gt", ("1",)), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("req", "matches"), [(r, m) for _, r, m in OPERATORS], ids=[n for n, _, _ in OPERATORS]
+)
+def test_requirement_operators(req: SelectorRequirement, matches: bool) -> None:
+    assert requirement_matches(req, LABELS) is matches
+
+
+TAINT = Taint("dedicated", "infra", "NoSchedule")
+TOLERATIONS = [
+    ("Equal same", Toleration("dedicated", "Equal", "infra", "NoSchedule"), True),
+    ("Equal other value", Toleration("dedicated", "Equal", "gpu", "NoSchedule"), False),
+    ("Equal no effect", Toleration("dedicated", "Equal", "infra", ""), True),
+    ("other effect", Toleration("dedicated", "Equal", "infra", "NoExecute"), False),
+    ("Exists key", Toleration("dedicated", "Exists", "", ""), True),
+    ("Exists empty key tolerates all", Toleration("", "Exists", "", ""), True),
+    ("Exists other key", Toleration("gpu", "Exists", "", ""), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("tol", "ok"), [(t, o) for _, t, o in TOLERATIONS], ids=[n for n, _, _ in TOLERATIONS]
+)
+def test_tolerations(tol: Toleration, ok: bool) -> None:
+    assert tol.tolerates(TAINT) is ok
+
+
+def test_prefer_no_schedule_never_blocks() -> None:
+    assert tolerated((Taint("a", "", "PreferNoSchedule"),), (), ("NoSchedule", "NoExecute"))
+
+
+def lands(pod: dict[str, Any], inventory: Inventory | None = None) -> list[str]:
+    placement = place(Constraints.of(pod_spec_view(pod)), inventory or mixed_inventory())
+    return sorted(p.name for p in placement.pools)
+
+
+FLATCAR_ONLY = [
+    ("nodeSelector", [set_field("nodeSelector", {OS_SKU: "Flatcar"})]),
+    ("affinity In", [required_terms({"matchExpressions": [expr(OS_SKU, "In", "Flatcar")]})]),
+    ("affinity NotIn", [required_terms({"matchExpressions": [expr(OS_SKU, "NotIn", "Ubuntu")]})]),
+    ("two expressions ANDed", [required_terms({"matchExpressions": [expr("agentpool", "Exists"),
+                                                                    expr(OS_SKU, "In", "Flatcar")]})]),
+    ("matchFields node name", [required_terms({"matchFields": [expr("metadata.name", "In",
+                                                                    "aks-flatcar-1234-vmss000001")]})]),
+    ("hostname label", [set_field("nodeSelector", {"kubernetes.io/hostname": "aks-flatcar-1234-vmss000000"})]),
+    ("nodeName", [set_field("nodeName", "aks-flatcar-1234-vmss000000")]),
+]  # fmt: skip
+BOTH = [
+    ("no constraints", []),
+    ("terms ORed", [required_terms({"matchExpressions": [expr(OS_SKU, "In", "Flatcar")]},
+                                   {"matchExpressions": [expr(OS_SKU, "In", "Ubuntu")]})]),
+    ("DoesNotExist on absent key", [required_terms({"matchExpressions": [expr("gpu", "DoesNotExist")]})]),
+    ("matchFields NotIn one node", [required_terms({"matchFields": [expr("metadata.name", "NotIn",
+                                                                         "aks-general-1234-vmss000000")]})]),
+    ("preferred affinity ignored", [set_field("affinity", {"nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchExpressions": [expr(OS_SKU, "In", "Ubuntu")]}}]}})]),
+]  # fmt: skip
+NOWHERE = [
+    ("unknown label value", [set_field("nodeSelector", {OS_SKU: "Windows"})]),
+    ("empty term matches nothing", [required_terms({})]),
+    ("no terms", [required_terms()]),
+    ("unknown nodeName", [set_field("nodeName", "missing-node")]),
+    ("field and label disagree", [required_terms({
+        "matchFields": [expr("metadata.name", "In", "aks-general-1234-vmss000000")],
+        "matchExpressions": [expr(OS_SKU, "In", "Flatcar")]})]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("tweaks", [t for _, t in FLATCAR_ONLY], ids=[n for n, _ in FLATCAR_ONLY])
+def test_specs_that_land_only_on_the_flatcar_pool(tweaks: list[Any]) -> None:
+    assert lands(tweak(*tweaks)) == ["flatcar"]
+
+
+@pytest.mark.parametrize("tweaks", [t for _, t in BOTH], ids=[n for n, _ in BOTH])
+def test_specs_that_land_on_both_pools(tweaks: list[Any]) -> None:
+    assert lands(tweak(*tweaks)) == ["flatcar", "general"]
+
+
+@pytest.mark.parametrize("tweaks", [t for _, t in NOWHERE], ids=[n for n, _ in NOWHERE])
+def test_specs_that_land_nowhere(tweaks: list[Any]) -> None:
+    assert lands(tweak(*tweaks)) == []
+
+
+def tainted_inventory(effect: str) -> Inventory:
+    taint = (Taint("os", "flatcar", effect),)
+    return Inventory.build(
+        [*aks_pool("general", "Ubuntu"), *aks_pool("flatcar", "Flatcar", taints=taint)], Config()
+    )
+
+
+@pytest.mark.parametrize(
+    ("effect", "tolerations", "expected"),
+    [
+        ("NoSchedule", [], ["general"]),
+        ("NoExecute", [], ["general"]),
+        ("PreferNoSchedule", [], ["flatcar", "general"]),
+        ("NoSchedule", [{"key": "os", "operator": "Equal", "value": "flatcar", "effect": "NoSchedule"}],
+         ["flatcar", "general"]),
+        ("NoSchedule", [{"operator": "Exists"}], ["flatcar", "general"]),
+        ("NoSchedule", [{"key": "os", "operator": "Equal", "value": "other"}], ["general"]),
+    ],
+    ids=["NoSchedule", "NoExecute", "PreferNoSchedule", "tolerated Equal", "tolerate all", "wrong value"],
+)  # fmt: skip
+def test_taints_and_tolerations(effect: str, tolerations: list[Any], expected: list[str]) -> None:
+    assert lands(tweak(set_field("tolerations", tolerations)), tainted_inventory(effect)) == expected
+
+
+def test_node_name_bypasses_no_schedule_but_not_no_execute() -> None:
+    pinned = tweak(set_field("nodeName", "aks-flatcar-1234-vmss000000"))
+    assert lands(pinned, tainted_inventory("NoSchedule")) == ["flatcar"]
+    assert lands(pinned, tainted_inventory("NoExecute")) == []
+
+
+def test_node_name_still_checks_the_node_selector() -> None:
+    pod = tweak(
+        set_field("nodeName", "aks-flatcar-1234-vmss000000"), set_field("nodeSelector", {OS_SKU: "Ubuntu"})
+    )
+    assert lands(pod) == []
+
+
+def test_transient_condition_taints_do_not_split_or_hide_a_pool() -> None:
+    nodes = aks_pool("flatcar", "Flatcar")
+    nodes[0] = Node(
+        nodes[0].name, nodes[0].labels, (Taint("node.kubernetes.io/not-ready", "", "NoSchedule"),)
+    )
+    inventory = Inventory.build(nodes, Config())
+    assert len(inventory.pools) == 1
+    assert lands(tweak(), inventory) == ["flatcar"]
+
+
+def test_nodes_of_a_pool_are_grouped_despite_per_node_labels() -> None:
+    nodes = aks_pool("general", "Ubuntu", count=50) + aks_pool("flatcar", "Flatcar", count=30)
+    inventory = Inventory.build(nodes, Config())
+    assert [(p.name, len(p.members), p.node_class) for p in inventory.pools] == [
+        ("flatcar", 30, NodeClass.IMMUTABLE),
+        ("general", 50, NodeClass.GENERAL),
+    ]
+    assert inventory.node_count == 80
+
+
+def test_zones_split_a_pool_but_keep_names_unique() -> None:
+    nodes = aks_pool("general", "Ubuntu", extra={"topology.kubernetes.io/zone": "1"})
+    nodes += [
+        Node(
+            n.name + "z",
+            {**n.labels, "kubernetes.io/hostname": n.name + "z", "topology.kubernetes.io/zone": "2"},
+        )
+        for n in nodes
+    ]
+    names = sorted(p.name for p in Inventory.build(nodes, Config()).pools)
+    assert names == ["general", "general#2"]
+
+
+def test_a_label_whose_value_is_the_node_name_is_per_node() -> None:
+    nodes = [Node(f"n{i}", {"agentpool": "a", "example.com/instance": f"n{i}"}) for i in range(5)]
+    inventory = Inventory.build(nodes, Config())
+    assert len(inventory.pools) == 1
+    pod = tweak(set_field("nodeSelector", {"example.com/instance": "n3"}))
+    assert lands(pod, inventory) == ["a"]
+    assert lands(tweak(set_field("nodeSelector", {"example.com/instance": "n9"})), inventory) == []
+
+
+CLASSIFY = [
+    ("OS Guard by os-sku", {OS_SKU: "AzureLinuxOSGuard"}, "", "", "Azure Linux OS Guard"),
+    ("OS Guard by image version", {"kubernetes.azure.com/node-image-version": "AKSAzureLinux-OSGuard-V3-1"},
+     "CBL-Mariner/Linux", "", "Azure Linux OS Guard"),
+    ("Flatcar by os-sku", {OS_SKU: "Flatcar"}, "", "", "Flatcar Container Linux"),
+    ("Flatcar by osImage", {}, "Flatcar Container Linux by Kinvolk 4230.2.3", "", "Flatcar Container Linux"),
+    ("Flatcar by kernel", {}, "", "6.6.95-flatcar", "Flatcar Container Linux"),
+    ("Azure Container Linux", {OS_SKU: "AzureContainerLinux"}, "", "", "Azure Container Linux"),
+    ("ACL by osImage", {}, "Microsoft Azure Container Linux 4.0", "", "Azure Container Linux"),
+    ("Bottlerocket", {}, "Bottlerocket OS 1.20.0 (aws-k8s-1.30)", "", "Bottlerocket"),
+    ("Talos", {}, "Talos (v1.7.6)", "", "Talos Linux"),
+    ("Fedora CoreOS", {}, "Fedora CoreOS 40.20240616.3.0", "", "Fedora CoreOS"),
+    ("COS", {}, "Container-Optimized OS from Google", "", "Container-Optimized OS"),
+    ("user label", {"immutable-os.io/profile": "flatcar"}, "", "", "flatcar"),
+    ("Ubuntu", {OS_SKU: "Ubuntu"}, "Ubuntu 22.04.5 LTS", "5.15.0-1089-azure", ""),
+    ("Azure Linux (not OS Guard)", {OS_SKU: "AzureLinux"}, "CBL-Mariner/Linux", "6.6.92.2-2.azl3", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("labels", "os_image", "kernel", "profile"), [c[1:] for c in CLASSIFY], ids=[c[0] for c in CLASSIFY]
+)
+def test_classification_by_profile_evidence(
+    labels: dict[str, str], os_image: str, kernel: str, profile: str
+) -> None:
+    result = classify(Node("n", labels, (), os_image, kernel), Config())
+    assert result.profile == profile
+    assert result.node_class is (NodeClass.IMMUTABLE if profile else NodeClass.GENERAL)
+
+
+def test_disabled_profile_and_custom_selector() -> None:
+    config = Config.from_dict(
+        {
+            "profiles": {"flatcar": False},
+            "immutableNodeSelectors": [{"name": "locked", "matchLabels": {"os": "x"}}],
+        }
+    )
+    assert classify(Node("n", {OS_SKU: "Flatcar"}), config).node_class is NodeClass.GENERAL
+    assert classify(Node("n", {"os": "x"}), config).profile == "locked"
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        ({"kind": "Node"}, "n.metadata.name"),
+        ({"metadata": {"name": "a", "labels": ["x"]}}, "n.metadata.labels"),
+        ({"metadata": {"name": "a"}, "spec": {"taints": [{"key": "k"}]}}, "n.spec.taints[0]"),
+    ],
+    ids=["no name", "labels not a map", "taint without effect"],
+)
+def test_malformed_nodes_name_the_field(obj: dict[str, Any], field: str) -> None:
+    with pytest.raises(NodeListError) as err:
+        Node.from_wire(obj, "n")
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("terms", "field"),
+    [
+        ([{"matchExpressions": [expr("a", "Near", "1")]}], "matchExpressions[0].operator"),
+        ([{"matchFields": [expr("metadata.labels", "In", "1")]}], "matchFields[0]"),
+        ([{"matchExpressions": [{"operator": "Exists"}]}], "matchExpressions[0].key"),
+    ],
+    ids=["unknown operator", "matchFields other than metadata.name", "missing key"],
+)
+def test_malformed_affinity_names_the_field(terms: list[Any], field: str) -> None:
+    with pytest.raises(ManifestError) as err:
+        Constraints.of(pod_spec_view(tweak(required_terms(*terms))))
+    assert err.value.field.endswith("nodeSelectorTerms[0]." + field)
