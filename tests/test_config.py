@@ -1,0 +1,81 @@
+"""Config validation: every key, and errors that name the key and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from webhook.config import Config, HostPathRule, Mode, Severity, SteeringStrategy
+from webhook.errors import ConfigError
+
+
+def test_defaults() -> None:
+    config = Config.from_dict(None)
+    assert config.mode is Mode.ENFORCE
+    assert config.check_settings("host-path").enabled and not config.check_settings("privileged").enabled
+    assert {p.name for p in config.enabled_profiles} >= {
+        "azure-linux-osguard",
+        "flatcar",
+        "azure-container-linux",
+    }
+    assert config.steering.strategy is SteeringStrategy.AFFINITY and config.allow_on_internal_error
+
+
+def test_every_key_is_read() -> None:
+    config = Config.from_dict(
+        {
+            "mode": "warn",
+            "checks": {"host-network": {"severity": "warning"}, "privileged": True},
+            "allowedHostPaths": [{"pathPrefix": "/var/log", "readOnly": True}],
+            "profiles": {"talos": False, "flatcar": {"osImagePrefixes": ["Flatcar Pro"]},
+                         "myos": {"displayName": "My OS", "labels": {"os": ["my"]}}},
+            "immutableNodeSelectors": [{"matchExpressions": [{"key": "locked", "operator": "Exists"}]}],
+            "steering": {"enabled": True, "strategy": "nodeSelector", "nodeSelector": {"pool": "general"}},
+            "exemptions": {"namespaces": ["kube-system"], "usernames": ["u"], "groups": ["g"], "runtimeClasses": ["kata"]},
+            "onInternalError": "deny",
+            "maxInventoryStalenessSeconds": 30,
+        }
+    )  # fmt: skip
+    assert config.mode is Mode.WARN
+    assert config.check_settings("host-network").severity is Severity.WARNING
+    assert config.check_settings("privileged").enabled
+    assert config.allowed_host_paths == (HostPathRule("/var/log", True),)
+    profiles = {p.name: p for p in config.profiles}
+    assert not profiles["talos"].enabled and "Flatcar Pro" in profiles["flatcar"].os_image_prefixes
+    assert "Flatcar Container Linux" in profiles["flatcar"].os_image_prefixes
+    assert profiles["myos"].labels == {"os": ("my",)} and profiles["myos"].display_name == "My OS"
+    assert config.immutable_node_selectors[0].name == "locked Exists"
+    assert config.steering.node_selector == {"pool": "general"}
+    assert config.exemptions.runtime_classes == {"kata"}
+    assert not config.allow_on_internal_error and config.max_inventory_staleness_seconds == 30
+
+
+BAD = [
+    ("unknown top key", {"mdoe": "warn"}, "mdoe", "known keys"),
+    ("bad mode", {"mode": "strict"}, "mode", "enforce, warn, audit, off"),
+    ("unknown check", {"checks": {"host-pids": True}}, "checks.host-pids", "host-pid"),
+    ("bad severity", {"checks": {"host-pid": {"severity": "fatal"}}}, "checks.host-pid.severity", "error, warning"),
+    ("relative path", {"allowedHostPaths": [{"pathPrefix": "var/log"}]}, "allowedHostPaths[0].pathPrefix", "start it with /"),
+    ("readOnly not bool", {"allowedHostPaths": [{"pathPrefix": "/x", "readOnly": "yes"}]}, "allowedHostPaths[0].readOnly", "true or false"),
+    ("unknown builtin toggle", {"profiles": {"windows": False}}, "profiles.windows", "built-ins"),
+    ("custom without evidence", {"profiles": {"myos": {}}}, "profiles.myos", "give labels"),
+    ("bad operator", {"immutableNodeSelectors": [{"matchExpressions": [{"key": "a", "operator": "Is"}]}]},
+     "immutableNodeSelectors[0].matchExpressions[0].operator", "In, NotIn"),
+    ("In without values", {"immutableNodeSelectors": [{"matchExpressions": [{"key": "a", "operator": "In"}]}]},
+     "immutableNodeSelectors[0].matchExpressions[0].values", "at least one"),
+    ("empty selector", {"immutableNodeSelectors": [{}]}, "immutableNodeSelectors[0]", "matchLabels"),
+    ("nodeSelector strategy without labels", {"steering": {"strategy": "nodeSelector"}}, "steering.nodeSelector", "os-sku"),
+    ("exemptions not a list", {"exemptions": {"namespaces": "kube-system"}}, "exemptions.namespaces", "- item"),
+    ("stance", {"onInternalError": "ignore"}, "onInternalError", "allow, deny"),
+    ("staleness", {"maxInventoryStalenessSeconds": -1}, "maxInventoryStalenessSeconds", "600"),
+    ("not a mapping", ["mode"], "<config>", "key: value"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "field", "fix"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_names_the_field_and_the_fix(data: Any, field: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict(data)
+    assert err.value.field == field
+    assert fix in str(err.value)
