@@ -30,7 +30,7 @@ E2E_DIR = Path(__file__).resolve().parent
 HOW_TO_GET_BINARIES = (
     'build them once with: eval "$(hack/control-plane.sh | tail -1)"  '
     "(kube-apiserver, etcd, kubectl... from the Go module proxy into a cache outside the repository; "
-    f"a cold build takes 10-20 minutes), then run pytest with {ASSETS_ENV} set"
+    f"a cold build takes about 6 minutes on 2 cores), then run pytest with {ASSETS_ENV} set"
 )
 
 

@@ -561,6 +561,9 @@ class ControlPlane:
             f"--audit-policy-file={self.audit_policy_path}",
             f"--audit-log-path={self.audit_log_path}",
             "--audit-log-mode=blocking",
+            # The lease reconciler would publish 127.0.0.1 as the `kubernetes` Endpoints, which validation
+            # rejects (loopback) and logs every 10 s; the Service itself is still created.
+            "--endpoint-reconciler-type=none",
         ]
         if not self.service_account_admission:
             args.append("--disable-admission-plugins=ServiceAccount")
@@ -597,11 +600,13 @@ class ControlPlane:
         disabled_controllers: Sequence[str] = DEFAULT_DISABLED_CONTROLLERS,
         extra_args: Sequence[str] = (),
     ) -> None:
-        """Start kube-controller-manager (as system:kube-controller-manager, all default controllers but
-        `disabled_controllers`) and wait for its /healthz. Idempotent."""
+        """Start kube-controller-manager (as system:kube-controller-manager in group system:masters, all
+        default controllers but `disabled_controllers`) and wait for its /healthz. Idempotent."""
         if "kube-controller-manager" in self._procs:
             return
-        cert, key = self.issue_client_cert("system:kube-controller-manager")
+        # With --use-service-account-credentials=false every controller runs as this one identity; the
+        # bootstrap system:kube-controller-manager role covers only the core loop, so it is a master.
+        cert, key = self.issue_client_cert("system:kube-controller-manager", ["system:masters"])
         kubeconfig = self._write_kubeconfig(self.tmp_dir / "controller-manager.kubeconfig", cert, key)
         port = free_port()
         controllers = ",".join(["*", *(f"-{c}" for c in disabled_controllers)])

@@ -5,11 +5,13 @@ DaemonSets, and the audit log records pods."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client as k8s
 
-from .harness import ControlPlane, pinned_kubernetes_version, unique_pool_name, wait_for
+from .harness import ControlPlane, ControlPlaneError, pinned_kubernetes_version, unique_pool_name, wait_for
 
 NodePools = Callable[..., list[k8s.V1Node]]
 
@@ -124,3 +126,11 @@ def test_controller_manager_runs_daemonsets(
         return nodes if len(pods) == len(names) and nodes == names else None
 
     assert wait_for(placed, timeout=60, message="one DaemonSet pod bound on each node of the pool") == names
+
+
+def test_a_failed_start_reports_the_log_and_cleans_up(assets_dir: Path) -> None:
+    cp = ControlPlane(assets_dir, extra_apiserver_args=["--no-such-flag"])
+    with pytest.raises(ControlPlaneError, match="no-such-flag"):
+        cp.start()
+    assert not any(cp.running.values())
+    assert not cp.tmp_dir.exists()
