@@ -4,8 +4,8 @@
 # all from the Go module proxy, into a cache directory outside the repository keyed by version.
 #
 # Usage:
-#   eval "$(hack/control-plane.sh | tail -1)"     # sets KUBEBUILDER_ASSETS in the current shell
-#   export "$(hack/control-plane.sh | tail -1)"
+#   export "$(hack/control-plane.sh | tail -1)"   # KUBEBUILDER_ASSETS for this shell and its children
+#   eval "$(hack/control-plane.sh | tail -1)"     # sets it too, but exported only if it already was
 #
 # All progress goes to stderr; the last line on stdout is KUBEBUILDER_ASSETS=<bindir>.
 # A run with the cache full only checks `--version` of each binary and takes seconds.

@@ -1,7 +1,7 @@
 """Fixtures for the end-to-end tests: one control plane per session, a fresh namespace per test.
 
 The binaries come from ``KUBEBUILDER_ASSETS``; without them the tests skip locally and fail in CI
-(``CI=true``). Get them with ``eval "$(hack/control-plane.sh | tail -1)"``.
+(``CI=true``). Get them with ``export "$(hack/control-plane.sh | tail -1)"``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .harness import (
 E2E_DIR = Path(__file__).resolve().parent
 
 HOW_TO_GET_BINARIES = (
-    'build them once with: eval "$(hack/control-plane.sh | tail -1)"  '
+    'build them once with: export "$(hack/control-plane.sh | tail -1)"  '
     "(kube-apiserver, etcd, kubectl... from the Go module proxy into a cache outside the repository; "
     f"a cold build takes about 6 minutes on 2 cores), then run pytest with {ASSETS_ENV} set"
 )

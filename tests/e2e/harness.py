@@ -2,7 +2,7 @@
 
 etcd and kube-apiserver (optionally kube-scheduler and kube-controller-manager) run as subprocesses on free
 127.0.0.1 ports, the way controller-runtime's envtest runs them; the binaries come from the directory in
-``KUBEBUILDER_ASSETS`` (``eval "$(hack/control-plane.sh | tail -1)"`` builds them). Certificates are made
+``KUBEBUILDER_ASSETS`` (``export "$(hack/control-plane.sh | tail -1)"`` builds them). Certificates are made
 here with ``cryptography``. There are no kubelets: node pools are Node objects created through the API
 with their status patched to Ready (`create_node_pool`), which is enough for the scheduler and the
 DaemonSet controller.
