@@ -19,7 +19,7 @@ from webhook.api import ADMISSION_API_VERSION, ADMISSION_KIND, AdmissionResponse
 from webhook.config import NAMESPACE_MODE_LABEL, PROFILE_LABEL, Config, Mode, Severity
 from webhook.errors import ManifestError, ReviewError
 from webhook.mutation import SteeringRefusal, apply_patch, steer_away_from
-from webhook.placement import Constraints, Inventory, NodeClass, Placement, Pool, place
+from webhook.placement import Constraints, Inventory, NodeClass, Placement, Pool, place, place_by_evidence
 from webhook.policy import Finding
 from webhook.workloads import POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
 
@@ -27,6 +27,7 @@ WARNING_PREFIX = "immutable-os: "
 MAX_WARNINGS = 6
 MAX_WARNING_LENGTH = 240  # the apiserver truncates long warnings; kubectl prints each on one line
 MAX_MESSAGE_LENGTH = 1500
+EVIDENCE_ONLY_NOTE = "no current node inventory: placement judged by node label evidence alone"
 
 
 class Endpoint(enum.Enum):
@@ -254,10 +255,14 @@ def judge(
     *,
     endpoint: Endpoint,
     config: Config,
-    inventory: Inventory,
+    inventory: Inventory | None,
     namespace_labels: Mapping[str, str],
 ) -> Verdict:
-    """Decide one request. ManifestError (a malformed pod spec) propagates for the shell to report."""
+    """Decide one request. ManifestError (a malformed pod spec) propagates for the shell to report.
+
+    `inventory` None means no trustworthy node inventory (empty or stale): placement then follows the
+    configured label evidence alone, and the warnings say so.
+    """
     if not _judged(request) or request.object is None:
         return Verdict(Outcome.SKIPPED)
     pod = pod_spec_view(request.object, request.kind)
@@ -270,10 +275,12 @@ def judge(
     findings = policy.evaluate(pod, config)
     if not findings:
         return Verdict(Outcome.CLEAN, mode=mode)
-    placement = place(Constraints.of(pod), inventory)
-    case = _Case(request, pod, config, mode, findings, placement, (mode_note,) if mode_note else ())
+    notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
+    placement = _place(pod, config, inventory)
+    case = _Case(request, pod, config, mode, findings, placement, notes)
     if placement.nowhere:
-        note = f"matches no node of the {inventory.node_count} known; host access not judged"
+        known = inventory.node_count if inventory is not None else 0
+        note = f"matches no node of the {known} known; host access not judged"
         return case.verdict(Outcome.NOWHERE, warnings=[note] if endpoint is Endpoint.VALIDATE else [])
     if NodeClass.IMMUTABLE not in placement.classes:
         return case.verdict(Outcome.GENERAL)
@@ -291,7 +298,14 @@ def judge(
     return _judge_risky(case, refusal)
 
 
-def _steer(case: _Case, inventory: Inventory) -> Verdict | SteeringRefusal:
+def _place(pod: PodSpecView, config: Config, inventory: Inventory | None) -> Placement:
+    constraints = Constraints.of(pod)
+    if inventory is None:
+        return place_by_evidence(constraints, config)
+    return place(constraints, inventory)
+
+
+def _steer(case: _Case, inventory: Inventory | None) -> Verdict | SteeringRefusal:
     """The steered verdict, if steering works: the patched spec must land on general pools only."""
     request, config = case.request, case.config
     if not config.steering.enabled:
@@ -300,10 +314,11 @@ def _steer(case: _Case, inventory: Inventory) -> Verdict | SteeringRefusal:
         return SteeringRefusal("a running pod cannot be moved")
     immutable = case.placement.of_class(NodeClass.IMMUTABLE)
     profiles = sorted({p.classification.profile for p in immutable})
-    plan = steer_away_from(request.object, case.pod, profiles, config, inventory.label_keys)
+    label_keys = inventory.label_keys if inventory is not None else None
+    plan = steer_away_from(request.object, case.pod, profiles, config, label_keys)
     if isinstance(plan, SteeringRefusal):
         return plan
-    steered = place(Constraints.of(pod_spec_view(plan.steered_object, request.kind)), inventory)
+    steered = _place(pod_spec_view(plan.steered_object, request.kind), config, inventory)
     if steered.nowhere:
         return SteeringRefusal("steering would leave no general-purpose node it can land on")
     remaining = steered.of_class(NodeClass.IMMUTABLE)
@@ -393,7 +408,7 @@ class Decision:
 
 
 def decide(
-    request: Request, *, config: Config, inventory: Inventory, namespace_labels: Mapping[str, str]
+    request: Request, *, config: Config, inventory: Inventory | None, namespace_labels: Mapping[str, str]
 ) -> Decision:
     context: dict[str, Any] = {"config": config, "inventory": inventory, "namespace_labels": namespace_labels}
     mutated = judge(request, endpoint=Endpoint.MUTATE, **context)

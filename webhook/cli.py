@@ -6,17 +6,21 @@ Exit codes of `check`: 0 all allowed, 1 any denied, 2 bad input (the message nam
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from webhook import __version__, certs
+from webhook import __version__, certs, cluster, server, tls
 from webhook.admission import Decision, Request, decide
 from webhook.config import Mode
 from webhook.errors import WebhookError
 from webhook.manifests import Document, load_config, load_namespace_labels, load_nodes, read_documents
-from webhook.placement import Constraints, Inventory, place
+from webhook.placement import Constraints, Inventory, Node, place
 from webhook.workloads import pod_spec_view
 
 EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
@@ -108,6 +112,107 @@ def run_check(args: argparse.Namespace) -> int:
     return EXIT_DENIED if any(r["decision"] == "denied" for r in results) else EXIT_ALLOWED
 
 
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve /mutate and /validate over HTTPS")
+    p.add_argument("--config", help="config YAML (default: built-in defaults)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--cert-file", required=True, help="serving certificate (PEM); reloaded when it changes")
+    p.add_argument("--key-file", required=True, help="serving key (PEM)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--kubeconfig", help="kubeconfig for the node and namespace watch (default: in-cluster)"
+    )
+    source.add_argument(
+        "--nodes-file", help="static node inventory (`kubectl get nodes -o yaml`), no API access"
+    )
+    source.add_argument(
+        "--example-nodes", action="store_true", help="the embedded example inventory, no API access"
+    )
+    p.add_argument("--namespace-labels", help="with a static inventory: YAML {namespace: {label: value}}")
+    p.add_argument("--own-namespace", default=os.environ.get("POD_NAMESPACE", ""),
+                   help="the webhook's own namespace, always exempt (default: $POD_NAMESPACE)")  # fmt: skip
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    config = load_config(args.config)
+    if args.own_namespace:
+        exemptions = replace(
+            config.exemptions, namespaces=config.exemptions.namespaces | {args.own_namespace}
+        )
+        config = replace(config, exemptions=exemptions)
+    state = server.InventoryState(config)
+    mirror = None
+    source: server.InventorySource
+    if args.nodes_file or args.example_nodes:
+        nodes = load_nodes(args.nodes_file)
+        state.set_nodes({n["metadata"]["name"]: n for n in _wire_nodes(nodes)})
+        state.namespaces = load_namespace_labels(args.namespace_labels)
+        source = server.StaticSource()
+    else:
+        try:
+            api = cluster.api_client_from(args.kubeconfig)
+        except cluster.ClusterConfigError as err:
+            print(f"error: --kubeconfig: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        mirror = cluster.ClusterMirror(api, state.set_nodes, state.set_namespaces)
+        source = server.ClusterSource(mirror, config.max_inventory_staleness_seconds)
+    try:
+        reloader = tls.CertReloader(args.cert_file, args.key_file)
+    except tls.ServingCertificateError as err:
+        print(f"error: --cert-file/--key-file: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    service = server.AdmissionService(config, state, source)
+    options = server.ServeOptions(args.host, args.port, args.cert_file, args.key_file)
+    if mirror is not None:
+        mirror.start()
+    try:
+        asyncio.run(server.serve(server.create_app(service), options, reloader))
+    finally:
+        if mirror is not None:
+            mirror.stop()
+    return 0
+
+
+def _wire_nodes(nodes: list[Node]) -> list[dict[str, Any]]:
+    return [
+        {
+            "metadata": {"name": n.name, "labels": dict(n.labels)},
+            "spec": {"taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in n.taints]},
+            "status": {"nodeInfo": {"osImage": n.os_image, "kernelVersion": n.kernel_version}},
+        }
+        for n in nodes
+    ]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line; messages that are JSON already are merged in, not nested."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                                 "logger": record.name}  # fmt: skip
+        message = record.getMessage()
+        try:
+            parsed = json.loads(message)
+        except ValueError:
+            parsed = None
+        entry.update(parsed if isinstance(parsed, dict) else {"msg": message})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(entry)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m webhook", description="Keep host-bound pods off immutable-OS node pools."
@@ -115,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _check_parser(sub)
+    _serve_parser(sub)
     certs_parser = sub.add_parser("certs", help="generate a CA and a serving certificate; print the caBundle")
     certs.configure_parser(certs_parser)
     certs_parser.set_defaults(run=certs.run)

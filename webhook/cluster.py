@@ -278,30 +278,18 @@ class ObjectMirror:
     def _log_failure(self, error: Exception, delay: float, listing: bool) -> None:
         step = "list" if listing else "watch"
         if isinstance(error, kubernetes.client.ApiException):
-            hint = ""
-            if error.status in (401, 403):
-                hint = f"; the webhook's service account needs get, list and watch on {self.resource}"
             # Only status and reason: the body and headers are the server's, and need not be logged.
-            logger.warning(
-                "%s %s failed: HTTP %s %s%s; retrying in %.2fs",
-                self.resource,
-                step,
-                error.status,
-                error.reason,
-                hint,
-                delay,
-            )
-        elif isinstance(error, urllib3.exceptions.HTTPError | OSError | _Unusable | ValueError):
-            logger.warning(
-                "%s %s failed: %s: %s; retrying in %.2fs",
-                self.resource,
-                step,
-                type(error).__name__,
-                error,
-                delay,
-            )
+            cause = f"HTTP {error.status} {error.reason}"
+            if error.status in (401, 403):
+                cause += f" (the webhook's service account needs list and watch on {self.resource})"
+        elif isinstance(error, _Unusable):
+            cause = str(error)
+        elif isinstance(error, urllib3.exceptions.HTTPError | OSError | ValueError):
+            cause = f"{type(error).__name__}: {error}"
         else:
             logger.exception("%s %s failed unexpectedly; retrying in %.2fs", self.resource, step, delay)
+            return
+        logger.warning("%s %s failed: %s; retrying in %.2fs", self.resource, step, cause, delay)
 
     def _list(self) -> None:
         response = self._hold(

@@ -1,6 +1,7 @@
 """Placement: selector, affinity and taint matching; pool grouping; where a pod spec can land."""
 
 from webhook.placement.analysis import Constraints, Placement, place
+from webhook.placement.evidence import place_by_evidence
 from webhook.placement.inventory import Classification, Inventory, Node, NodeClass, Pool, classify
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     "Pool",
     "classify",
     "place",
+    "place_by_evidence",
 ]

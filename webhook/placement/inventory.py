@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.config import Config, Profile
+from webhook.config import PROFILE_LABEL, Config, Profile
 from webhook.errors import NodeListError
 from webhook.placement.selectors import Taint, requirement_matches
 
@@ -123,8 +123,9 @@ def classify(node: Node, config: Config) -> Classification:
             return Classification(NodeClass.IMMUTABLE, profile.display_name, evidence)
     for selector in config.immutable_node_selectors:
         if all(requirement_matches(r, node.labels) for r in selector.requirements):
-            name = node.labels.get(selector.requirements[0].key) or selector.name
-            return Classification(NodeClass.IMMUTABLE, name, f"selector {selector.name}")
+            # The documented marker label names its OS in its value; other selectors by their name.
+            name = node.labels.get(PROFILE_LABEL) if selector.requirements[0].key == PROFILE_LABEL else None
+            return Classification(NodeClass.IMMUTABLE, name or selector.name, f"selector {selector.name}")
     return GENERAL
 
 
