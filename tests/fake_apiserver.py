@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 # How a watch (or list) request may be scripted to fail instead of being served.
-Answer = Literal["http-410", "http-500", "event-410", "event-500"]
+Answer = Literal["http-410", "http-500", "event-410", "event-500", "html-200"]
 # How the server answers a watch from a resourceVersion older than the compacted history.
 GoneForm = Literal["http", "event"]
 
@@ -272,6 +272,10 @@ def _handler_for(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             with server.lock:
                 resource.list_requests.append(query)
                 answer = resource.list_answers.popleft() if resource.list_answers else None
+            if answer == "html-200":
+                # What a misconfigured proxy in front of the API server might answer.
+                self._send_body(200, b"<html><body>Sign in</body></html>")
+                return
             if answer is not None:
                 code = int(answer[-3:])
                 self._send_json(code, _status(code, _REASONS[code], "scripted failure"))

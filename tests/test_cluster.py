@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,8 +13,8 @@ from typing import Any
 import kubernetes.client
 import pytest
 import yaml
-from fake_apiserver import FakeApiServer
 
+from tests.fake_apiserver import FakeApiServer
 from webhook.cluster import (
     Backoff,
     ClusterConfigError,
@@ -119,7 +121,6 @@ def test_initial_list_is_published_as_wire_dicts_and_marks_synced(
     fake.nodes.put("pool-a-1", {"kubernetes.azure.com/os-sku": "Flatcar"})
     fake.nodes.put("pool-b-1")
     mirror = node_mirror()
-    assert mirror.is_stale(3600)
     watching(fake, mirror)
 
     first = published.snapshots[0]
@@ -182,24 +183,30 @@ def test_events_arriving_in_one_read_are_published_once(
     assert published.count == 2
 
 
+def gone_as_http_status_on_rewatch(fake: FakeApiServer) -> None:
+    fake.nodes.gone_form = "http"
+    fake.nodes.drop_watches()
+
+
+def gone_as_error_event_on_rewatch(fake: FakeApiServer) -> None:
+    fake.nodes.gone_form = "event"
+    fake.nodes.drop_watches()
+
+
+def gone_as_error_event_on_open_watch(fake: FakeApiServer) -> None:
+    fake.nodes.send_error(410)
+
+
 @pytest.mark.parametrize(
     "expire",
-    [
-        pytest.param(
-            lambda fake: (setattr(fake.nodes, "gone_form", "http"), fake.nodes.drop_watches()), id="http-410"
-        ),
-        pytest.param(
-            lambda fake: (setattr(fake.nodes, "gone_form", "event"), fake.nodes.drop_watches()),
-            id="error-event-410",
-        ),
-        pytest.param(lambda fake: fake.nodes.send_error(410), id="error-event-410-on-open-watch"),
-    ],
+    [gone_as_http_status_on_rewatch, gone_as_error_event_on_rewatch, gone_as_error_event_on_open_watch],
+    ids=["http-410", "error-event-410", "error-event-410-on-open-watch"],
 )
 def test_gone_relists_and_state_equals_the_new_list(
     fake: FakeApiServer,
     node_mirror: MirrorFactory,
     published: Published,
-    expire: Callable[[FakeApiServer], object],
+    expire: Callable[[FakeApiServer], None],
 ) -> None:
     for name in ("a", "b", "c"):
         fake.nodes.put(name)
@@ -218,6 +225,22 @@ def test_gone_relists_and_state_equals_the_new_list(
     assert set(published.snapshots[-1]) == {"a", "c", "d"}
     assert len(fake.nodes.list_requests) == 2
     assert fake.nodes.watch_requests[-1]["resourceVersion"] == str(fake.rv)
+
+
+def test_a_410_right_after_a_relist_backs_off(
+    fake: FakeApiServer, node_mirror: MirrorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirror = node_mirror(backoff=Backoff(initial_seconds=0.05, max_seconds=1), uniform=lambda: 1.0)
+    watching(fake, mirror)
+    fake.nodes.watch_answers.extend(["event-410", "http-410"])
+    with caplog.at_level(logging.INFO, logger="webhook.cluster"):
+        fake.nodes.send_error(410)
+        wait_until(
+            lambda: mirror.relists == 3 and fake.nodes.open_watches == 1, "watching after three relists"
+        )
+    # The first 410 is routine and relists at once; 410s with no event since the relist back off.
+    assert retry_waits(caplog) == ["0.00", "0.05", "0.10"]
+    assert (mirror.restarts, len(fake.nodes.list_requests)) == (0, 4)
 
 
 def test_dropped_connection_resumes_from_the_last_resource_version(
@@ -240,14 +263,16 @@ def test_dropped_connection_resumes_from_the_last_resource_version(
     assert (mirror.restarts, mirror.relists, len(fake.nodes.list_requests)) == (1, 0, 1)
 
 
-def test_server_errors_back_off_then_recover(fake: FakeApiServer, core: kubernetes.client.CoreV1Api) -> None:
+def test_server_errors_back_off_then_recover(
+    fake: FakeApiServer, core: kubernetes.client.CoreV1Api, caplog: pytest.LogCaptureFixture
+) -> None:
     published = Published()
-    # uniform() == 1 makes the jittered waits their ceilings: 0.05 + 0.1 + 0.2 + 0.2 s.
+    # uniform() == 1 makes each jittered wait its ceiling, which the warnings then report.
     mirror = ObjectMirror(
         "nodes",
         core.list_node,
         published,
-        backoff=Backoff(initial_seconds=0.05, max_seconds=0.2),
+        backoff=Backoff(initial_seconds=0.05, max_seconds=0.15),
         uniform=lambda: 1.0,
     )
     mirror.start()
@@ -256,35 +281,53 @@ def test_server_errors_back_off_then_recover(fake: FakeApiServer, core: kubernet
         resume_from = mirror.resource_version
         fake.nodes.watch_answers.extend(["http-500", "event-500", "http-500"])
         started = time.monotonic()
-        fake.nodes.drop_watches()
-        wait_until(
-            lambda: len(fake.nodes.watch_requests) == 5 and fake.nodes.open_watches == 1, "watching again"
-        )
-        elapsed = time.monotonic() - started
+        with caplog.at_level(logging.WARNING, logger="webhook.cluster"):
+            fake.nodes.drop_watches()
+            wait_until(
+                lambda: len(fake.nodes.watch_requests) == 5 and fake.nodes.open_watches == 1, "watching"
+            )
+            elapsed = time.monotonic() - started
+            assert {request["resourceVersion"] for request in fake.nodes.watch_requests} == {resume_from}
+            assert mirror.restarts == 4
 
-        assert elapsed >= 0.5
-        assert mirror.restarts == 4
-        assert {request["resourceVersion"] for request in fake.nodes.watch_requests} == {resume_from}
-        fake.nodes.put("after")
-        wait_until(lambda: published.names == {"after"}, "the recovered watch delivers events")
+            fake.nodes.put("after")
+            wait_until(lambda: published.names == {"after"}, "the recovered watch delivers events")
+            # An event proves the watch healthy again, so the next failure starts from the first wait.
+            fake.nodes.drop_watches()
+            wait_until(lambda: mirror.restarts == 5, "the next drop is counted")
+
+        assert elapsed >= 0.05 + 0.10 + 0.15 + 0.15
+        assert retry_waits(caplog) == ["0.05", "0.10", "0.15", "0.15", "0.05"]
     finally:
         assert mirror.stop()
+
+
+def retry_waits(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        match.group(1)
+        for record in caplog.records
+        if (match := re.search(r"(?:retrying|listing again) in ([0-9.]+)s", record.getMessage()))
+    ]
 
 
 def test_list_failures_back_off_until_the_first_list_succeeds(
     fake: FakeApiServer, node_mirror: MirrorFactory, published: Published
 ) -> None:
     fake.nodes.put("a")
-    fake.nodes.list_answers.extend(["http-500", "http-410"])
+    fake.nodes.list_answers.extend(["http-500", "http-410", "html-200"])
     mirror = node_mirror()
     watching(fake, mirror)
-    assert (mirror.restarts, mirror.relists, len(fake.nodes.list_requests)) == (2, 0, 3)
+    assert (mirror.restarts, mirror.relists, len(fake.nodes.list_requests)) == (3, 0, 4)
     assert published.names == {"a"}
 
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"not json\n", b'{"type": "ADDED"}\n', b'{"type": "SURPRISE", "object": {"metadata": {"name": "z"}}}\n'],
+    [
+        b"not json\n",
+        b'{"type": "ADDED"}\n',
+        b'{"type": "SURPRISE", "object": {"metadata": {"name": "z", "resourceVersion": "999"}}}\n',
+    ],
     ids=["not-json", "no-object", "unknown-type"],
 )
 def test_unusable_watch_lines_restart_the_watch_from_the_last_resource_version(
@@ -354,6 +397,10 @@ def test_stop_returns_promptly_during_backoff(fake: FakeApiServer, node_mirror: 
     fake.nodes.list_answers.append("http-500")
     mirror = node_mirror(backoff=Backoff(initial_seconds=60, max_seconds=60), uniform=lambda: 1.0)
     wait_until(lambda: mirror.restarts == 1, "the failed list is backing off")
+    # Never listed: stale whatever the allowance, and nothing published yet.
+    assert not mirror.synced
+    assert mirror.is_stale(3600)
+    assert dict(mirror.objects) == {}
     started = time.monotonic()
     assert mirror.stop()
     assert time.monotonic() - started < 2.0
@@ -486,6 +533,15 @@ def test_api_client_from_a_missing_kubeconfig_names_the_file_and_the_fix(
     with pytest.raises(ClusterConfigError, match="--kubeconfig") as raised:
         api_client_from(missing)
     assert missing in str(raised.value)
+
+
+def test_api_client_from_a_broken_kubeconfig_says_so_in_one_line(tmp_path: Path, outside_a_pod: None) -> None:
+    broken = tmp_path / "config"
+    broken.write_text("apiVersion: v1\nusers:\n- name: x\n  user: {token: abc\n")
+    with pytest.raises(ClusterConfigError, match="--kubeconfig") as raised:
+        api_client_from(str(broken))
+    assert str(broken) in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_api_client_from_nothing_names_every_way_to_fix_it(outside_a_pod: None) -> None:

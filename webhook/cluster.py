@@ -64,25 +64,26 @@ def api_client_from(kubeconfig: str | None) -> kubernetes.client.ApiClient:
             _load_kubeconfig(kubeconfig, configuration)
         except Exception as error:
             raise ClusterConfigError(
-                f"cannot use kubeconfig {kubeconfig!r}: {error}; pass --kubeconfig with a readable "
-                "kubeconfig file whose current context names a cluster and a user"
+                f"cannot use kubeconfig {kubeconfig!r}: {_one_line(error)}; pass --kubeconfig with a "
+                "readable kubeconfig file whose current context names a cluster and a user"
             ) from error
         return kubernetes.client.ApiClient(configuration)
     try:
         # The client's config loaders carry no annotations, hence the ignores on these two calls.
         kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         return kubernetes.client.ApiClient(configuration)
-    except kubernetes.config.ConfigException as in_cluster_error:
-        # Read $KUBECONFIG now, not at import as the client's default does, so the environment wins.
-        default = os.environ.get("KUBECONFIG") or "~/.kube/config"
-        try:
-            _load_kubeconfig(default, configuration)
-        except Exception as error:
-            raise ClusterConfigError(
-                f"no Kubernetes API configuration: not running in a pod ({in_cluster_error}) and the "
-                f"default kubeconfig {default!r} is unusable ({error}); pass --kubeconfig PATH, set "
-                "KUBECONFIG, or run in-cluster with a service account"
-            ) from error
+    except kubernetes.config.ConfigException as error:
+        not_in_pod = _one_line(error)
+    # Read $KUBECONFIG now, not at import as the client's default does, so the environment wins.
+    default = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        _load_kubeconfig(default, configuration)
+    except Exception as error:
+        raise ClusterConfigError(
+            f"no Kubernetes API configuration: not running in a pod ({not_in_pod}) and the default "
+            f"kubeconfig {default!r} is unusable ({_one_line(error)}); pass --kubeconfig PATH, set "
+            "KUBECONFIG, or run in-cluster with a service account"
+        ) from error
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -92,6 +93,11 @@ def _load_kubeconfig(path: str, configuration: kubernetes.client.Configuration) 
     kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=path, client_configuration=configuration, persist_config=False
     )
+
+
+def _one_line(error: Exception) -> str:
+    # YAML errors span several lines; a config error should read as one sentence in a log or terminal.
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -383,16 +389,17 @@ class ObjectMirror:
             raise _Unusable(f"watch event without an object: {line[:200]!r}")
         event_type, obj = event.get("type"), event["object"]
         if event_type == "ERROR":
-            code, message = obj.get("code"), f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}"
-            raise _Gone(message) if code == 410 else _Unusable(f"ERROR event {message}")
-        metadata = obj.get("metadata")
-        resource_version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+            message = f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}"
+            if obj.get("code") == 410:
+                raise _Gone(message)
+            raise _Unusable(f"ERROR event {message}")
+        resource_version = _field(obj, "metadata", "resourceVersion")
         if not isinstance(resource_version, str):
             raise _Unusable(f"{event_type} event without metadata.resourceVersion")
         if event_type == "BOOKMARK":
             self._resource_version = resource_version
             return False
-        name = metadata.get("name")
+        name = _field(obj, "metadata", "name")
         if not isinstance(name, str):
             raise _Unusable(f"{event_type} event without metadata.name")
         if event_type in ("ADDED", "MODIFIED"):
@@ -439,18 +446,28 @@ def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
 
 def _parse_list(body: bytes) -> tuple[dict[str, WireObject], str]:
     document = json.loads(body)
-    metadata = document.get("metadata") if isinstance(document, dict) else None
-    resource_version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
-    items = document.get("items") if isinstance(document, dict) else None
-    if not isinstance(resource_version, str) or not isinstance(items, list | None):
+    if not isinstance(document, dict):
+        raise _Unusable("list response is not a JSON object")
+    resource_version = _field(document, "metadata", "resourceVersion")
+    items = document.get("items") or []
+    if not isinstance(resource_version, str) or not isinstance(items, list):
         raise _Unusable("list response without metadata.resourceVersion or items")
     objects: dict[str, WireObject] = {}
-    for item in items or ():
-        name = item.get("metadata", {}).get("name") if isinstance(item, dict) else None
+    for item in items:
+        name = _field(item, "metadata", "name")
         if not isinstance(name, str):
             raise _Unusable("list item without metadata.name")
         objects[name] = item
     return objects, resource_version
+
+
+def _field(obj: object, *path: str) -> object:
+    """obj[path[0]][path[1]]..., or None where the wire data has no such field."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
 
 
 class ClusterMirror:
