@@ -13,7 +13,7 @@ from webhook.placement import Constraints, Inventory, Node, NodeClass, classify,
 from webhook.placement.selectors import Taint, Toleration, requirement_matches, tolerated
 from webhook.workloads import pod_spec_view
 
-LABELS = {"zone": "1", "size": "8", "pool": "gp"}
+LABELS = {"zone": "1", "size": "8", "pool": "gp", "gen": "1_0", "huge": "99999999999999999999"}
 OPERATORS = [
     ("In hit", SelectorRequirement("zone", "In", ("1", "2")), True),
     ("In miss", SelectorRequirement("zone", "In", ("3",)), False),
@@ -31,6 +31,10 @@ OPERATORS = [
     ("Lt false", SelectorRequirement("size", "Lt", ("2",)), False),
     ("Gt non-integer label", SelectorRequirement("pool", "Gt", ("1",)), False),
     ("Gt absent key", SelectorRequirement("gpu", "Gt", ("1",)), False),
+    ("Gt label Go cannot parse (1_0)", SelectorRequirement("gen", "Gt", ("1",)), False),
+    ("Gt label past int64", SelectorRequirement("huge", "Gt", ("1",)), False),
+    ("Gt signed value is no label value", SelectorRequirement("size", "Gt", ("-1",)), False),
+    ("Lt signed value is no label value", SelectorRequirement("size", "Lt", ("+9",)), False),
 ]
 
 

@@ -104,6 +104,8 @@ def _affinity_ops(
     ops: list[JsonPatchOp] = []
     for i, term in enumerate(terms):
         expressions = term.get("matchExpressions") or []
+        if not expressions and not term.get("matchFields"):
+            continue  # an empty term matches no node; an exclusion would make it match general ones
         missing = [r.to_wire() for r in excl if not _term_excludes(expressions, r)]
         if not missing:
             continue

@@ -29,11 +29,25 @@ def requirement_matches(req: SelectorRequirement, labels: Mapping[str, str]) -> 
         return value is None
     if value is None or len(req.values) != 1:
         return False
-    try:
-        have, bound = int(value), int(req.values[0])
-    except ValueError:
+    have, bound = _label_integer(value), _label_integer(req.values[0])
+    if have is None or bound is None:
         return False
     return have > bound if req.operator == "Gt" else have < bound
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _label_integer(text: str) -> int | None:
+    """An integer as Go's strconv.ParseInt(text, 10, 64) reads a valid label value: digits only.
+
+    Python's int() also takes `1_0`, whitespace and numbers past int64; Kubernetes matches none of them,
+    and a sign cannot start a label value, so `-1` or `+9` make the requirement match nothing.
+    """
+    if not text.isascii() or not text.isdigit():
+        return None
+    number = int(text)
+    return number if number <= _INT64_MAX else None
 
 
 @dataclass(frozen=True)
