@@ -159,7 +159,15 @@ class FakeResource:
                     "kind": f"{self.kind}List",
                     "apiVersion": "v1",
                     "metadata": {"resourceVersion": str(self._server.rv)},
-                    "items": [self.objects[name] for name in sorted(self.objects)],
+                    # Like the real API server: list items carry no kind or apiVersion of their own.
+                    "items": [
+                        {
+                            key: value
+                            for key, value in self.objects[name].items()
+                            if key not in ("kind", "apiVersion")
+                        }
+                        for name in sorted(self.objects)
+                    ],
                 }
             ).encode()
 

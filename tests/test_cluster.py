@@ -125,6 +125,7 @@ def test_initial_list_is_published_as_wire_dicts_and_marks_synced(
 
     first = published.snapshots[0]
     assert set(first) == {"pool-a-1", "pool-b-1"}
+    assert first == fake.nodes.objects  # kind and apiVersion restored on list items
     assert first["pool-a-1"]["metadata"]["labels"] == {"kubernetes.azure.com/os-sku": "Flatcar"}
     assert first["pool-a-1"]["status"]["nodeInfo"]["osImage"].startswith("Flatcar Container Linux")
     with pytest.raises(TypeError):

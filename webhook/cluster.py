@@ -452,12 +452,18 @@ def _parse_list(body: bytes) -> tuple[dict[str, WireObject], str]:
     items = document.get("items") or []
     if not isinstance(resource_version, str) or not isinstance(items, list):
         raise _Unusable("list response without metadata.resourceVersion or items")
+    # The API server leaves kind and apiVersion off list items, yet puts them on watch objects (and
+    # kubectl shows them); restoring them makes every object look the same however it arrived.
+    item_type = {
+        "apiVersion": document.get("apiVersion"),
+        "kind": str(document.get("kind", "")).removesuffix("List"),
+    }
     objects: dict[str, WireObject] = {}
     for item in items:
         name = _field(item, "metadata", "name")
         if not isinstance(name, str):
             raise _Unusable("list item without metadata.name")
-        objects[name] = item
+        objects[name] = item_type | item
     return objects, resource_version
 
 
