@@ -1,20 +1,31 @@
-# Two commands for a fresh clone: `make setup` then `make test`. `make check` runs the main job offline.
+# A fresh clone: `make setup` (virtualenv + control-plane binaries), then `make test`.
+# `make check` judges the bundled example manifests offline; `make run` serves the webhook locally.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# KUBEBUILDER_ASSETS=<dir> from the cache (builds kube-apiserver, etcd, ... on the first run only).
+ASSETS = export "$$(hack/control-plane.sh | tail -1)"
+LOCAL := .local
 
-.PHONY: setup test unit lint check bench run clean
+.PHONY: setup control-plane test unit e2e lint check run bench clean
 
 setup:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	hack/control-plane.sh >/dev/null
+
+control-plane:
+	hack/control-plane.sh
 
 test: lint
-	$(BIN)/pytest
+	$(ASSETS) && $(BIN)/pytest
 
 unit: lint
 	$(BIN)/pytest -m 'not e2e'
+
+e2e:
+	$(ASSETS) && $(BIN)/pytest -m e2e
 
 lint:
 	$(BIN)/ruff check webhook tests bench
@@ -25,8 +36,18 @@ lint:
 check:
 	$(BIN)/python -m webhook check examples/
 
+$(LOCAL)/certs/tls.crt:
+	$(BIN)/python -m webhook certs --out-dir $(LOCAL)/certs --service localhost --namespace default \
+		--dns localhost --ip 127.0.0.1 >/dev/null
+
+run: $(LOCAL)/certs/tls.crt
+	$(BIN)/python -m webhook serve --host 127.0.0.1 --port 8443 --example-nodes \
+		--cert-file $(LOCAL)/certs/tls.crt --key-file $(LOCAL)/certs/tls.key
+
 bench:
 	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/server.py
+	$(ASSETS) && $(BIN)/python bench/apiserver.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(LOCAL) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
