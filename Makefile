@@ -34,7 +34,7 @@ lint:
 	$(BIN)/lint-imports
 
 check:
-	$(BIN)/python -m webhook check examples/
+	$(BIN)/python -m webhook check examples/manifests/
 
 $(LOCAL)/certs/tls.crt:
 	$(BIN)/python -m webhook certs --out-dir $(LOCAL)/certs --service localhost --namespace default \

@@ -15,7 +15,7 @@ import yaml
 from tests.builders import OS_SKU, aks_pool, host_path, set_field, tweak, wrap
 from webhook.cli import main
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).parent.parent / "examples" / "manifests"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

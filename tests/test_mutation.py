@@ -145,7 +145,8 @@ def test_steering_is_idempotent() -> None:
     patched = apply_patch(obj, first.patch)
     second = judge(request_for(patched), endpoint=Endpoint.MUTATE, **context)
     assert first.patch and not second.patch
-    assert second.outcome is Outcome.GENERAL
+    assert second.outcome is Outcome.UNCHANGED
+    assert judge(request_for(patched), endpoint=Endpoint.VALIDATE, **context).outcome is Outcome.GENERAL
 
 
 def test_exclusions_merge_values_per_key_and_negate_single_selectors() -> None:
@@ -200,4 +201,4 @@ def test_inventory_of_only_general_nodes_never_needs_steering() -> None:
     inventory = Inventory.build(aks_pool("general", "Ubuntu"), Config())
     verdict = judge(request_for(tweak(host_path("/x"))), endpoint=Endpoint.MUTATE, config=Config(),
                     inventory=inventory, namespace_labels={})  # fmt: skip
-    assert verdict.outcome is Outcome.GENERAL and not verdict.patch
+    assert verdict.outcome is Outcome.UNCHANGED and not verdict.patch

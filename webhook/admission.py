@@ -39,6 +39,7 @@ class Outcome(enum.Enum):
     """What happened to one request; also the `decision` label of metrics and logs."""
 
     SKIPPED = "skipped"  # not a request we judge (DELETE, status update, other kinds)
+    UNCHANGED = "unchanged"  # mutation judged it and had nothing to steer
     EXEMPT = "exempt"
     OFF = "off"
     CLEAN = "clean"  # no host access
@@ -245,8 +246,8 @@ def _judge_risky(case: _Case, refusal: str) -> Verdict:
         return case.verdict(Outcome.DENIED, allowed=False, message=_cap(message, MAX_MESSAGE_LENGTH))
     if case.mode is Mode.AUDIT:
         return case.verdict(Outcome.AUDITED)
-    headline = f"{where}: {_pools(immutable)}{reason}; /usr is read-only there. Fix: {_fix(case, refusal)}"
-    warnings = [headline, *(f"{f.check} {f.message}" for f in case.findings)]
+    headline = f"would be denied in enforce mode: {where}: {_pools(immutable)}{reason}"
+    warnings = [headline, *(f"{f.check} {f.message}" for f in case.findings), f"fix: {_fix(case, refusal)}"]
     return case.verdict(Outcome.WARNED, warnings=warnings)
 
 
@@ -278,23 +279,26 @@ def judge(
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
     placement = _place(pod, config, inventory)
     case = _Case(request, pod, config, mode, findings, placement, notes)
+    if endpoint is Endpoint.MUTATE:
+        # Mutation only steers; warnings, audit annotations and denials are validation's, so each
+        # request is recorded once.
+        steering = _steer(case, inventory) if placement.both else None
+        if isinstance(steering, Verdict):
+            return steering
+        return Verdict(Outcome.UNCHANGED, findings=findings, placement=placement, mode=mode)
     if placement.nowhere:
         known = inventory.node_count if inventory is not None else 0
-        note = f"matches no node of the {known} known; host access not judged"
-        return case.verdict(Outcome.NOWHERE, warnings=[note] if endpoint is Endpoint.VALIDATE else [])
+        return case.verdict(Outcome.NOWHERE, warnings=[f"matches no node of the {known} known; not judged"])
     if NodeClass.IMMUTABLE not in placement.classes:
         return case.verdict(Outcome.GENERAL)
     refusal = ""
     if placement.both:
         steering = _steer(case, inventory)
-        if isinstance(steering, SteeringRefusal):
-            refusal = steering.reason
-        elif endpoint is Endpoint.MUTATE:
-            return steering
-        else:
-            refusal = "the mutating webhook did not steer it"
-    if endpoint is Endpoint.MUTATE:
-        return Verdict(Outcome.SKIPPED, findings=findings, placement=placement, mode=mode)
+        refusal = (
+            steering.reason
+            if isinstance(steering, SteeringRefusal)
+            else "the mutating webhook did not steer it"
+        )
     return _judge_risky(case, refusal)
 
 
