@@ -11,14 +11,17 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from webhook import __version__, certs, cluster, server, tls
+import kubernetes.client
+
+from webhook import __version__, certs, cluster, report, scan, server, tls
 from webhook.admission import Decision, Request, decide
 from webhook.config import Mode
-from webhook.errors import WebhookError
+from webhook.errors import ConfigError, WebhookError
 from webhook.manifests import Document, load_config, load_namespace_labels, load_nodes, read_documents
 from webhook.placement import Constraints, Inventory, Node, place
 from webhook.workloads import pod_spec_view
@@ -213,6 +216,43 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
+def _scan_parser(sub: Any) -> None:
+    p = sub.add_parser("scan", help="migration readiness: what the webhook would do to every workload")
+    p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then $KUBECONFIG)")
+    p.add_argument("--config", help="config YAML (default: built-in defaults)")
+    p.add_argument("-n", "--namespace", help="one namespace (default: all)")
+    p.add_argument("--assume-immutable", action="append", default=[], metavar="POOL=PROFILE",
+                   help="judge as if this node pool already ran an immutable OS (repeatable)")  # fmt: skip
+    p.add_argument("-o", "--output", choices=["table", "json", "policyreport"], default="table")
+    p.set_defaults(run=run_scan)
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    assumptions = scan.parse_assumptions(args.assume_immutable)
+    try:
+        api = cluster.api_client_from(args.kubeconfig)
+        found = scan.collect(api, args.namespace)
+    except cluster.ClusterConfigError as err:
+        raise ConfigError(str(err), field="--kubeconfig") from err
+    except kubernetes.client.ApiException as err:
+        fix = "the identity needs get/list on nodes, namespaces and workloads"
+        raise ConfigError(
+            f"listing failed: {err.status} {err.reason}", field="--kubeconfig", fix=fix
+        ) from err
+    nodes = [Node.from_wire(n, f"node {n.get('metadata', {}).get('name')}") for n in found.nodes]
+    inventory = Inventory.build(report.assume_immutable(nodes, assumptions), config)
+    rows = report.scan(found.workloads, config=config, inventory=inventory, namespace_labels=found.namespaces)
+    if args.output == "json":
+        print(json.dumps({"results": [r.to_json() for r in rows]}, indent=2))
+    elif args.output == "policyreport":
+        reports = report.policy_reports(rows, timestamp_seconds=int(time.time()))
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": reports}, indent=2))
+    else:
+        print(report.table(rows))
+    return EXIT_DENIED if any(r.verdict == "denied" for r in rows) else EXIT_ALLOWED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m webhook", description="Keep host-bound pods off immutable-OS node pools."
@@ -221,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _check_parser(sub)
     _serve_parser(sub)
+    _scan_parser(sub)
     certs_parser = sub.add_parser("certs", help="generate a CA and a serving certificate; print the caBundle")
     certs.configure_parser(certs_parser)
     certs_parser.set_defaults(run=certs.run)

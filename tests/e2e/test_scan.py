@@ -1,0 +1,70 @@
+"""`python -m webhook scan` against the real apiserver: what would happen to the workloads stored there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes.client as k8s
+
+from tests.builders import host_path, set_field, tweak, wrap
+from tests.e2e.harness import ControlPlane, unique_pool_name
+
+MODE = "immutable-os.io/mode"
+
+
+def scan(control_plane: ControlPlane, namespace: str, *extra: str) -> tuple[int, dict[str, str]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "scan", "--kubeconfig", str(control_plane.kubeconfig_path),
+         "-n", namespace, "-o", "json", *extra],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    rows = json.loads(result.stdout)["results"]
+    return result.returncode, {f"{r['kind']}/{r['name']}": r["verdict"] for r in rows}
+
+
+def test_scan_reports_stored_workloads_and_what_if_pools(
+    control_plane: ControlPlane,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+    node_pools: Callable[..., list[k8s.V1Node]],
+) -> None:
+    general, flatcar = unique_pool_name("scangp"), unique_pool_name("scanfc")
+    node_pools(general, 1, os_sku="Ubuntu")
+    node_pools(flatcar, 1, os_sku="Flatcar")
+    # Store the objects as they are: a webhook registered by another test must leave them alone.
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {MODE: "off"}}})
+    dynamic: dict[str, Any] = {
+        "agent": wrap(tweak(host_path("/var/log")), "DaemonSet"),
+        "net": wrap(tweak(set_field("hostNetwork", True), set_field("nodeSelector", {"agentpool": general})),
+                    "Deployment"),
+        "web": wrap(tweak(), "Deployment"),
+    }  # fmt: skip
+    apps = k8s.AppsV1Api(api_client)
+    for name, obj in dynamic.items():
+        obj["metadata"] = {"name": name, "namespace": namespace}
+        create = (
+            apps.create_namespaced_daemon_set
+            if obj["kind"] == "DaemonSet"
+            else apps.create_namespaced_deployment
+        )
+        create(namespace, obj)
+    pinned = tweak(set_field("hostPID", True), set_field("nodeSelector", {"agentpool": flatcar}))
+    pinned["metadata"] = {"name": "pinned", "namespace": namespace}
+    core_v1.create_namespaced_pod(namespace, pinned)
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {MODE: "enforce"}}})
+
+    code, verdicts = scan(control_plane, namespace)
+    assert verdicts == {"DaemonSet/agent": "steered", "Deployment/net": "allowed", "Deployment/web": "allowed",
+                        "Pod/pinned": "denied"}  # fmt: skip
+    assert code == 1
+    code, what_if = scan(control_plane, namespace, "--assume-immutable", f"{general}=flatcar")
+    assert what_if["Deployment/net"] == "denied"
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {MODE: "warn"}}})
+    code, warned = scan(control_plane, namespace)
+    assert code == 0 and warned["Pod/pinned"] == "warned"
