@@ -1,0 +1,716 @@
+"""The real webhook, called by a real kube-apiserver: what a kubectl user sees.
+
+The session webhook (conftest `webhook`) runs in enforce mode with exemptions for group e2e-breakglass,
+user e2e-exempt-user and namespace e2e-exempt, registered for pods and every workload kind with
+failurePolicy Fail and kube-system excluded. Session pools: general (Ubuntu, 2 nodes), Flatcar (2), Azure
+Linux OS Guard (1). Each test works in its own namespace; waits are bounded polls.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from .conftest import SessionWebhook
+from .harness import ControlPlane, iter_audit_annotations, unique_pool_name, wait_for
+from .webhook_fixture import (
+    EXEMPT_GROUP,
+    EXEMPT_NAMESPACE,
+    EXEMPT_USER,
+    MUTATING_WEBHOOK,
+    NOT_KUBE_SYSTEM,
+    SESSION_CONFIG,
+    VALIDATING_WEBHOOK,
+    WebhookProcess,
+    register,
+    unregister,
+    webhook_entry,
+)
+
+NodePools = Callable[..., list[k8s.V1Node]]
+Result = Any  # subprocess.CompletedProcess[str]
+
+OS_SKU = "kubernetes.azure.com/os-sku"
+IMMUTABLE_SKUS = {"Flatcar", "AzureLinuxOSGuard", "AzureContainerLinux"}
+STEERED = "immutable-os.io/steered"
+MODE_LABEL = "immutable-os.io/mode"
+DENIED_BY = f'admission webhook "{VALIDATING_WEBHOOK}" denied the request'
+ONLY_IMMUTABLE = "can only land on immutable-OS nodes"
+OUR_WARNING = "Warning: immutable-os: "
+PLAIN_USER = "e2e-plain-user"
+IMAGE = "registry.k8s.io/pause:3.10"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def pod(
+    name: str,
+    *,
+    node_selector: Mapping[str, str] | None = None,
+    node_name: str | None = None,
+    host_path: str | None = None,
+    host_pid: bool = False,
+    host_ipc: bool = False,
+    host_network: bool = False,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Pod manifest; `host_path` adds a hostPath volume mounted at /host."""
+    container: dict[str, Any] = {"name": "main", "image": IMAGE}
+    spec: dict[str, Any] = {"containers": [container]}
+    if node_selector:
+        spec["nodeSelector"] = dict(node_selector)
+    if node_name:
+        spec["nodeName"] = node_name
+    if host_path:
+        spec["volumes"] = [{"name": "host", "hostPath": {"path": host_path}}]
+        container["volumeMounts"] = [{"name": "host", "mountPath": "/host"}]
+    for key, value in (("hostPID", host_pid), ("hostIPC", host_ipc), ("hostNetwork", host_network)):
+        if value:
+            spec[key] = True
+    metadata: dict[str, Any] = {"name": name}
+    if labels:
+        metadata["labels"] = dict(labels)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def workload(kind: str, name: str, template: Mapping[str, Any]) -> dict[str, Any]:
+    """A Deployment or DaemonSet whose pod template is `template` (a `pod()` manifest)."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": template["spec"]},
+        },
+    }
+
+
+def kubectl(cp: ControlPlane, namespace: str, verb: str, obj: Mapping[str, Any], *flags: str) -> Result:
+    """`kubectl <verb> -n <namespace> -f -` with `obj` on stdin (verb: create or apply)."""
+    return cp.kubectl(verb, "-n", namespace, "-f", "-", *flags, input=yaml.safe_dump(dict(obj)))
+
+
+def warnings_of(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+
+
+def outcome(result: Result) -> str:
+    """denied (by our validating webhook), warned (allowed with our warning), clean, or error."""
+    if result.returncode != 0:
+        return "denied" if DENIED_BY in result.stderr else f"error: {result.stderr.strip()}"
+    return "warned" if any(w.startswith(OUR_WARNING) for w in warnings_of(result)) else "clean"
+
+
+def wait_for_outcome(
+    cp: ControlPlane, namespace: str, obj: Mapping[str, Any], expected: str, *, timeout: float = 15.0
+) -> Result:
+    """Server-side dry-run creates of `obj` until the webhook answers `expected` (namespace labels reach
+    the webhook through its watch, so a relabel takes a moment)."""
+    seen: list[str] = []
+
+    def probe() -> Result | None:
+        result = kubectl(cp, namespace, "create", obj, "--dry-run=server")
+        seen.append(outcome(result))
+        return result if seen[-1] == expected else None
+
+    result: Result = wait_for(
+        probe, timeout=timeout, interval=0.1, message=lambda: f"outcome {expected}, last {seen[-1:]}"
+    )
+    return result
+
+
+def label_namespace(core: k8s.CoreV1Api, namespace: str, mode: str | None) -> None:
+    core.patch_namespace(namespace, {"metadata": {"labels": {MODE_LABEL: mode}}})
+
+
+def read_pod(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
+    """The stored pod as the wire dict kubectl shows."""
+    raw = core.read_namespaced_pod(name, namespace, _preload_content=False)
+    data: dict[str, Any] = json.loads(raw.data)
+    return data
+
+
+def exists(core: k8s.CoreV1Api, namespace: str, name: str) -> bool:
+    try:
+        core.read_namespaced_pod(name, namespace)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def required_terms(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    return list(required.get("nodeSelectorTerms") or [])
+
+
+def steering_expression(terms: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one os-sku NotIn expression steering added (every term must have exactly one)."""
+    found = []
+    for term in terms:
+        ours = [
+            e for e in term.get("matchExpressions") or [] if e["key"] == OS_SKU and e["operator"] == "NotIn"
+        ]
+        assert len(ours) == 1, f"term {term} should carry exactly one {OS_SKU} NotIn"
+        found.append(ours[0])
+    assert found, "no nodeSelectorTerms"
+    return found[0]
+
+
+def general_nodes(core: k8s.CoreV1Api) -> set[str]:
+    return {
+        n.metadata.name
+        for n in core.list_node().items
+        if (n.metadata.labels or {}).get(OS_SKU) not in IMMUTABLE_SKUS
+    }
+
+
+def audit_annotations(cp: ControlPlane, namespace: str, name: str, verb: str = "create") -> dict[str, str]:
+    """The audit annotations of the completed request `verb` on pod `name` (merged over events)."""
+    events = [
+        e
+        for e in cp.audit_events()
+        if e.get("verb") == verb
+        and e.get("stage") == "ResponseComplete"
+        and e.get("objectRef", {}).get("namespace") == namespace
+        and e.get("objectRef", {}).get("name") == name
+        and not e.get("objectRef", {}).get("subresource")
+    ]
+    return {key: value for _, key, value in iter_audit_annotations(events)}
+
+
+@pytest.fixture
+def impersonation(control_plane: ControlPlane, api_client: k8s.ApiClient, namespace: str) -> Iterator[None]:
+    """RBAC so that admin can act as e2e-exempt-user, e2e-plain-user and group e2e-breakglass in the test
+    namespace (pods) and read nodes (kubectl debug node/...); cluster-scoped objects are removed after."""
+    rbac = k8s.RbacAuthorizationV1Api(api_client)
+    subjects = [
+        {"kind": "User", "name": EXEMPT_USER, "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "User", "name": PLAIN_USER, "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "Group", "name": EXEMPT_GROUP, "apiGroup": "rbac.authorization.k8s.io"},
+    ]
+    cluster_name = f"{namespace}-nodes"
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "pods"},
+        "rules": [{"apiGroups": ["", "apps"], "resources": ["pods", "deployments"], "verbs": ["*"]}],
+    })  # fmt: skip
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods"},
+        "subjects": subjects,
+    })  # fmt: skip
+    rbac.create_cluster_role({
+        "metadata": {"name": cluster_name},
+        "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}],
+    })  # fmt: skip
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": cluster_name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+        "subjects": subjects,
+    })  # fmt: skip
+
+    def authorized() -> bool:
+        check = control_plane.kubectl(
+            "auth",
+            "can-i",
+            "create",
+            "pods",
+            "-n",
+            namespace,
+            f"--as={PLAIN_USER}",
+            f"--as-group={EXEMPT_GROUP}",
+        )
+        nodes = control_plane.kubectl("auth", "can-i", "get", "nodes", f"--as={EXEMPT_USER}")
+        return check.stdout.strip() == "yes" and nodes.stdout.strip() == "yes"
+
+    wait_for(authorized, timeout=10, message="RBAC for the impersonated identities")
+    try:
+        yield
+    finally:
+        rbac.delete_cluster_role_binding(cluster_name)
+        rbac.delete_cluster_role(cluster_name)
+
+
+# ------------------------------------------------------------------------------ 1. enforce denies, with why
+
+
+def test_enforce_denies_host_path_pod_pinned_to_flatcar(
+    webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
+) -> None:
+    flatcar = webhook.pools.flatcar
+    manifest = pod("logs", node_selector={"agentpool": flatcar}, host_path="/var/log")
+
+    result = kubectl(control_plane, namespace, "create", manifest)
+
+    assert result.returncode == 1, result
+    stderr = result.stderr
+    assert stderr.startswith("Error from server (Forbidden): error when creating"), stderr
+    assert DENIED_BY in stderr
+    assert f"Pod {namespace}/logs needs host access and {ONLY_IMMUTABLE}" in stderr
+    assert f"pool {flatcar}" in stderr and "Flatcar" in stderr
+    assert "spec.volumes[0].hostPath.path" in stderr and "/var/log" in stderr
+    assert "Fix: " in stderr
+    assert not exists(core_v1, namespace, "logs")
+
+    # The same answer through the official Python client.
+    with pytest.raises(k8s.ApiException) as raised:
+        core_v1.create_namespaced_pod(namespace, manifest)
+    assert raised.value.status == 403
+    status = json.loads(raised.value.body)
+    assert status["reason"] == "Forbidden" and status["status"] == "Failure"
+    assert status["message"].startswith(DENIED_BY + ": ")
+    assert status["message"] in stderr.replace('error when creating "STDIN": ', "")
+    assert not exists(core_v1, namespace, "logs")
+
+
+# ------------------------------------------------------------------------------ 2. warn and audit modes
+
+
+def test_warn_mode_creates_and_warns(
+    webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
+) -> None:
+    flatcar = webhook.pools.flatcar
+    label_namespace(core_v1, namespace, "warn")
+    manifest = pod("logs", node_selector={"agentpool": flatcar}, host_path="/var/log")
+    wait_for_outcome(control_plane, namespace, manifest, "warned")
+
+    result = kubectl(control_plane, namespace, "create", manifest)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "pod/logs created"
+    warnings = warnings_of(result)
+    assert warnings and all(w.startswith(OUR_WARNING) for w in warnings), warnings
+    assert any(ONLY_IMMUTABLE in w and f"pool {flatcar}" in w for w in warnings), warnings
+    assert any("spec.volumes[0].hostPath.path" in w for w in warnings), warnings
+    stored = read_pod(core_v1, namespace, "logs")
+    assert stored["spec"]["nodeSelector"] == {"agentpool": flatcar}
+    assert "affinity" not in stored["spec"]
+    assert STEERED not in (stored["metadata"].get("annotations") or {})
+
+    annotations = audit_annotations(control_plane, namespace, "logs")
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/decision") == "warned", annotations
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/mode") == "warn", annotations
+
+
+def test_audit_mode_creates_silently_and_records(
+    webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
+) -> None:
+    flatcar = webhook.pools.flatcar
+    label_namespace(core_v1, namespace, "audit")
+    manifest = pod("logs", node_selector={"agentpool": flatcar}, host_path="/var/log")
+    wait_for_outcome(control_plane, namespace, manifest, "clean")
+
+    result = kubectl(control_plane, namespace, "create", manifest)
+
+    assert result.returncode == 0 and result.stderr == "", result
+    assert exists(core_v1, namespace, "logs")
+    annotations = audit_annotations(control_plane, namespace, "logs")
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/decision") == "audited", annotations
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/mode") == "audit"
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/findings") == "host-path:spec.volumes[0].hostPath.path"
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/lands-on") == f"immutable:{flatcar}"
+    # The mutating webhook was called too and changed nothing.
+    mutation = json.loads(annotations["mutation.webhook.admission.k8s.io/round_0_index_0"])
+    assert mutation == {"configuration": "immutable-os-e2e", "webhook": MUTATING_WEBHOOK, "mutated": False}
+
+
+# ------------------------------------------------------------------------- 3. steering, then the scheduler
+
+
+def test_unconstrained_host_pid_pod_is_steered_and_scheduled_on_a_general_node(
+    webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
+) -> None:
+    result = kubectl(control_plane, namespace, "create", pod("top", host_pid=True))
+
+    assert result.returncode == 0, result.stderr
+    warnings = warnings_of(result)
+    assert len(warnings) == 1 and warnings[0].startswith(OUR_WARNING), warnings
+    assert "host-pid" in warnings[0] and "steered away" in warnings[0]
+    assert f"pool {webhook.pools.flatcar}" in warnings[0] and f"pool {webhook.pools.osguard}" in warnings[0]
+
+    stored = read_pod(core_v1, namespace, "top")
+    terms = required_terms(stored["spec"])
+    assert terms == [{"matchExpressions": [steering_expression(terms)]}]
+    assert {"Flatcar", "AzureLinuxOSGuard"} <= set(terms[0]["matchExpressions"][0]["values"])
+    assert set(terms[0]["matchExpressions"][0]["values"]) <= IMMUTABLE_SKUS
+    assert STEERED in stored["metadata"]["annotations"]
+
+    def bound() -> str | None:
+        node: str | None = core_v1.read_namespaced_pod("top", namespace).spec.node_name
+        return node
+
+    node = wait_for(bound, timeout=30, message="the scheduler to bind pod top")
+    assert node in webhook.pools.nodes[webhook.pools.general], node
+
+
+# -------------------------------------------------------------------------------- 4. DaemonSet, end to end
+
+
+def test_host_path_daemonset_is_steered_and_runs_only_on_general_nodes(
+    webhook: SessionWebhook,
+    controller_manager: ControlPlane,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+) -> None:
+    cp = controller_manager
+    template = pod("agent", host_path="/var/lib/agent")
+    result = kubectl(cp, namespace, "apply", workload("DaemonSet", "agent", template))
+
+    assert result.returncode == 0, result.stderr
+    assert any("steered away" in w for w in warnings_of(result)), result.stderr
+    ds = k8s.AppsV1Api(api_client).read_namespaced_daemon_set("agent", namespace, _preload_content=False)
+    stored = json.loads(ds.data)
+    terms = required_terms(stored["spec"]["template"]["spec"])
+    assert terms == [{"matchExpressions": [steering_expression(terms)]}]
+    assert STEERED in stored["spec"]["template"]["metadata"]["annotations"]
+
+    expected = general_nodes(core_v1)
+    assert set(webhook.pools.nodes[webhook.pools.general]) <= expected
+
+    def placed() -> set[str] | None:
+        pods = core_v1.list_namespaced_pod(namespace, label_selector="app=agent").items
+        nodes = {p.spec.node_name for p in pods}
+        return nodes if len(pods) == len(expected) and nodes == expected else None
+
+    wait_for(placed, timeout=60, message=lambda: f"one agent pod on each general node {sorted(expected)}")
+    # The DaemonSet controller replaces the template's required node affinity terms with one matchFields
+    # term naming the node (ReplaceDaemonSetPodNodeNameNodeAffinity): our NotIn decides which nodes get a
+    # pod, but is not on the pods. The webhook places them on that one general node and lets them in.
+    for item in core_v1.list_namespaced_pod(namespace, label_selector="app=agent").items:
+        stored_pod = read_pod(core_v1, namespace, item.metadata.name)
+        assert required_terms(stored_pod["spec"]) == [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [item.spec.node_name]}]}
+        ]
+        assert STEERED in stored_pod["metadata"]["annotations"]
+    events = core_v1.list_namespaced_event(namespace).items
+    failed = [f"{e.reason}: {e.message}" for e in events if e.reason == "FailedCreate"]
+    assert not failed
+    status = k8s.AppsV1Api(api_client).read_namespaced_daemon_set_status("agent", namespace).status
+    assert status.desired_number_scheduled == len(expected)
+    assert status.number_misscheduled == 0
+
+
+# ------------------------------------------------------------------ 5. Deployment pinned to OS Guard
+
+
+def test_host_network_deployment_pinned_to_os_guard_is_rejected_at_apply(
+    webhook: SessionWebhook, control_plane: ControlPlane, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    template = pod("proxy", node_selector={OS_SKU: "AzureLinuxOSGuard"}, host_network=True)
+    result = kubectl(control_plane, namespace, "apply", workload("Deployment", "proxy", template))
+
+    assert result.returncode == 1, result
+    assert DENIED_BY in result.stderr
+    assert f"Deployment {namespace}/proxy needs host access and {ONLY_IMMUTABLE}" in result.stderr
+    assert f"pool {webhook.pools.osguard}" in result.stderr
+    assert "spec.template.spec.hostNetwork" in result.stderr
+    with pytest.raises(k8s.ApiException) as raised:
+        k8s.AppsV1Api(api_client).read_namespaced_deployment("proxy", namespace)
+    assert raised.value.status == 404
+
+
+# ----------------------------------------------------------------- 6. namespace modes and exemptions
+
+
+def test_namespace_label_switches_the_mode(
+    webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
+) -> None:
+    manifest = pod("sniffer", node_selector={"agentpool": webhook.pools.flatcar}, host_network=True)
+
+    assert outcome(kubectl(control_plane, namespace, "create", manifest)) == "denied"
+
+    label_namespace(core_v1, namespace, "warn")
+    started = time.monotonic()
+    wait_for_outcome(control_plane, namespace, manifest, "warned")
+    warn_seconds = time.monotonic() - started
+
+    label_namespace(core_v1, namespace, "off")
+    wait_for_outcome(control_plane, namespace, manifest, "clean")
+    result = kubectl(control_plane, namespace, "create", manifest)
+    assert outcome(result) == "clean" and exists(core_v1, namespace, "sniffer")
+    assert STEERED not in (read_pod(core_v1, namespace, "sniffer")["metadata"].get("annotations") or {})
+
+    label_namespace(core_v1, namespace, "enforce")
+    wait_for_outcome(control_plane, namespace, pod("sniffer2", **_spec_args(manifest)), "denied")
+
+    label_namespace(core_v1, namespace, None)  # the label removed: the config's mode, enforce
+    assert (
+        outcome(kubectl(control_plane, namespace, "create", pod("sniffer3", **_spec_args(manifest))))
+        == "denied"
+    )
+    assert warn_seconds < 10
+
+
+def _spec_args(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    spec = manifest["spec"]
+    return {"node_selector": spec.get("nodeSelector"), "host_network": spec.get("hostNetwork", False)}
+
+
+def test_exempt_namespace(
+    webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api
+) -> None:
+    try:
+        core_v1.create_namespace({"metadata": {"name": EXEMPT_NAMESPACE}})
+    except k8s.ApiException as exc:
+        if exc.status != 409:
+            raise
+    name = f"debug-{secrets.token_hex(3)}"
+    manifest = pod(name, node_selector={"agentpool": webhook.pools.flatcar}, host_path="/", host_pid=True)
+    try:
+        result = kubectl(control_plane, EXEMPT_NAMESPACE, "create", manifest)
+        assert outcome(result) == "clean", result.stderr
+        assert exists(core_v1, EXEMPT_NAMESPACE, name)
+        annotations = audit_annotations(control_plane, EXEMPT_NAMESPACE, name)
+        assert annotations.get(f"{VALIDATING_WEBHOOK}/exempt") == "namespace", annotations
+    finally:
+        core_v1.delete_namespaced_pod(name, EXEMPT_NAMESPACE)
+
+
+def test_exempt_user_and_group_through_impersonation(
+    webhook: SessionWebhook,
+    control_plane: ControlPlane,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+    impersonation: None,
+) -> None:
+    flatcar = webhook.pools.flatcar
+
+    def create(name: str, *identity: str) -> Result:
+        manifest = pod(name, node_selector={"agentpool": flatcar}, host_path="/etc")
+        return kubectl(control_plane, namespace, "create", manifest, *identity)
+
+    plain = create("plain", f"--as={PLAIN_USER}")
+    assert outcome(plain) == "denied", plain.stderr
+    user = create("by-user", f"--as={EXEMPT_USER}")
+    assert outcome(user) == "clean", user.stderr
+    # --as-group replaces the groups (system:authenticated is still added): exempt through the group.
+    group = create("by-group", f"--as={PLAIN_USER}", f"--as-group={EXEMPT_GROUP}")
+    assert outcome(group) == "clean", group.stderr
+    assert not exists(core_v1, namespace, "plain")
+    assert exists(core_v1, namespace, "by-user") and exists(core_v1, namespace, "by-group")
+    assert audit_annotations(control_plane, namespace, "by-user")[f"{VALIDATING_WEBHOOK}/exempt"] == "user"
+    assert audit_annotations(control_plane, namespace, "by-group")[f"{VALIDATING_WEBHOOK}/exempt"] == "group"
+
+
+# ---------------------------------------------------------------------- 7. kubectl debug node/<flatcar>
+
+
+def test_kubectl_debug_node_is_denied_on_flatcar_unless_break_glass(
+    webhook: SessionWebhook,
+    control_plane: ControlPlane,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+    impersonation: None,
+) -> None:
+    node = webhook.pools.nodes[webhook.pools.flatcar][0]
+    debug = ("debug", f"node/{node}", "--image=busybox", "-q", "--attach=false", "-n", namespace)
+
+    denied = control_plane.kubectl(*debug, f"--as={PLAIN_USER}")
+    assert denied.returncode == 1
+    assert DENIED_BY in denied.stderr and ONLY_IMMUTABLE in denied.stderr
+    assert f"Pod {namespace}/node-debugger-{node}-" in denied.stderr
+    for field in ("spec.hostPID", "spec.hostIPC", "spec.hostNetwork", "spec.volumes[0].hostPath.path"):
+        assert field in denied.stderr
+    assert "pin it to a general-purpose node" in denied.stderr
+    assert core_v1.list_namespaced_pod(namespace).items == []
+
+    allowed = control_plane.kubectl(*debug, f"--as={PLAIN_USER}", f"--as-group={EXEMPT_GROUP}")
+    assert allowed.returncode == 0 and allowed.stderr == "", allowed
+    (debugger,) = core_v1.list_namespaced_pod(namespace).items
+    spec = read_pod(core_v1, namespace, debugger.metadata.name)["spec"]
+    assert spec["nodeName"] == node
+    assert spec["hostPID"] and spec["hostIPC"] and spec["hostNetwork"]
+    assert {"name": "host-root", "hostPath": {"path": "/", "type": ""}} in spec["volumes"]
+    assert {"operator": "Exists"} in spec["tolerations"]
+    assert "affinity" not in spec
+
+
+# ------------------------------------------------------------ 8. a relabelled node flips the decision
+
+
+def test_relabelled_node_flips_allowed_to_denied_without_restart(
+    webhook: SessionWebhook,
+    control_plane: ControlPlane,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+    node_pools: NodePools,
+) -> None:
+    pool = unique_pool_name("migrate")
+    (node,) = (n.metadata.name for n in node_pools(pool, 1, os_sku="Ubuntu"))
+    first = kubectl(control_plane, namespace, "create", pod("before", node_name=node, host_path="/var/lib/x"))
+    assert outcome(first) == "clean", first.stderr
+
+    core_v1.patch_node(node, {"metadata": {"labels": {OS_SKU: "AzureLinuxOSGuard"}}})
+    started = time.monotonic()
+    wait_for_outcome(control_plane, namespace, pod("after", node_name=node, host_path="/var/lib/x"), "denied")
+    assert time.monotonic() - started < 10
+
+    second = kubectl(control_plane, namespace, "create", pod("after", node_name=node, host_path="/var/lib/x"))
+    assert outcome(second) == "denied"
+    assert f"pool {pool}" in second.stderr and "OS Guard" in second.stderr
+    assert "pin it to a general-purpose node" in second.stderr
+    assert webhook.process.alive()
+
+
+# ------------------------------------------------------------------------- 9. server-side dry run
+
+
+def test_server_side_dry_run_gives_the_same_answers_and_stores_nothing(
+    webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
+) -> None:
+    denied_pod = pod("logs", node_selector={"agentpool": webhook.pools.flatcar}, host_path="/var/log")
+    dry = kubectl(control_plane, namespace, "apply", denied_pod, "--dry-run=server")
+    real = kubectl(control_plane, namespace, "apply", denied_pod)
+    assert outcome(dry) == outcome(real) == "denied"
+    assert dry.stderr == real.stderr
+
+    steered = kubectl(
+        control_plane, namespace, "apply", pod("top", host_pid=True), "--dry-run=server", "-o", "yaml"
+    )
+    assert steered.returncode == 0, steered.stderr
+    assert any("steered away" in w for w in warnings_of(steered))
+    shown = yaml.safe_load(steered.stdout)
+    terms = required_terms(shown["spec"])
+    assert terms == [{"matchExpressions": [steering_expression(terms)]}]
+    assert STEERED in shown["metadata"]["annotations"]
+    assert core_v1.list_namespaced_pod(namespace).items == []
+
+    # A real create of the same manifest stores exactly what the dry run showed.
+    kubectl(control_plane, namespace, "apply", pod("top", host_pid=True))
+    stored = read_pod(core_v1, namespace, "top")
+    assert required_terms(stored["spec"]) == terms
+    assert stored["metadata"]["annotations"][STEERED] == shown["metadata"]["annotations"][STEERED]
+
+
+# ----------------------------------------------------------------------- 10. the webhook is down
+
+
+def test_webhook_down_fail_and_ignore_policies_and_kube_system(
+    webhook: SessionWebhook,
+    control_plane: ControlPlane,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+) -> None:
+    token = secrets.token_hex(3)
+    selector = {"matchLabels": {"e2e.immutable-os.io/down": token}}
+    labels = {"e2e.immutable-os.io/down": token}
+    ignoring = f"{namespace[:50]}-ignore"
+    core_v1.create_namespace({"metadata": {"name": ignoring}})
+    down = WebhookProcess(control_plane, f"down-{token}", SESSION_CONFIG)
+    fail_ns = {"matchExpressions": [*NOT_KUBE_SYSTEM["matchExpressions"],
+                                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ignoring]}]}  # fmt: skip
+    ignore_ns = {
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ignoring]}]
+    }
+    name = f"immutable-os-e2e-down-{token}"
+    configurations = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [
+                webhook_entry("fail.down.immutable-os.io", f"{down.url}/validate", down.ca_bundle,
+                              failure_policy="Fail", namespace_selector=fail_ns, object_selector=selector),
+                webhook_entry("ignore.down.immutable-os.io", f"{down.url}/validate", down.ca_bundle,
+                              failure_policy="Ignore", namespace_selector=ignore_ns, object_selector=selector),
+            ],
+        }
+    ]  # fmt: skip
+    kube_system_pod = f"e2e-down-{token}"
+    try:
+        down.start()
+        register(api_client, configurations)
+        probe = pod("probe", labels=labels)
+        wait_for(
+            lambda: (
+                kubectl(control_plane, namespace, "create", probe, "--dry-run=server").returncode == 0
+                and any(r.get("name") == "probe" for r in down.reviews())
+            ),
+            timeout=15,
+            message="the apiserver to call the second webhook",
+        )
+        down.stop()
+
+        # kube-system is never sent to the webhook: a pod that would be denied is created.
+        result = kubectl(control_plane, "kube-system", "create",
+                         pod(kube_system_pod, labels=labels, node_selector={"agentpool": webhook.pools.flatcar},
+                             host_path="/var/log"))  # fmt: skip
+        assert outcome(result) == "clean", result.stderr
+
+        # failurePolicy Fail: an error that names the webhook call failure; nothing stored.
+        failed = kubectl(control_plane, namespace, "create", pod("plain", labels=labels))
+        assert failed.returncode == 1
+        assert 'failed calling webhook "fail.down.immutable-os.io"' in failed.stderr, failed.stderr
+        assert "Internal error occurred" in failed.stderr
+        assert not exists(core_v1, namespace, "plain")
+
+        # failurePolicy Ignore: created, and the audit log says the webhook failed open.
+        ignored = kubectl(control_plane, ignoring, "create", pod("plain", labels=labels))
+        assert outcome(ignored) == "clean", ignored.stderr
+        assert exists(core_v1, ignoring, "plain")
+        annotations = audit_annotations(control_plane, ignoring, "plain")
+        failed_open = {k: v for k, v in annotations.items() if k.startswith("failed-open.validating.webhook")}
+        assert list(failed_open.values()) == ["ignore.down.immutable-os.io"], annotations
+    finally:
+        unregister(api_client, configurations)
+        down.stop()
+        core_v1.delete_namespace(ignoring)
+        try:
+            core_v1.delete_namespaced_pod(kube_system_pod, "kube-system")
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+# ----------------------------------------------------------------- 11. pods without host access
+
+
+def test_pods_without_host_access_are_never_touched(
+    webhook: SessionWebhook,
+    control_plane: ControlPlane,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+) -> None:
+    pools = webhook.pools
+    manifests = [pod("anywhere")]
+    manifests += [
+        pod(f"on-{p}", node_selector={"agentpool": p}) for p in (pools.general, pools.flatcar, pools.osguard)
+    ]
+    manifests += [pod("on-flatcar-node", node_name=pools.nodes[pools.flatcar][0])]
+    manifests += [pod("on-osguard-sku", node_selector={OS_SKU: "AzureLinuxOSGuard"})]
+    for manifest in manifests:
+        name = manifest["metadata"]["name"]
+        result = kubectl(control_plane, namespace, "create", manifest)
+        assert result.returncode == 0 and result.stderr == "", (name, result.stderr)
+        stored = read_pod(core_v1, namespace, name)
+        assert "affinity" not in stored["spec"], name
+        assert "annotations" not in stored["metadata"], name
+        assert stored["spec"].get("nodeSelector") == manifest["spec"].get("nodeSelector"), name
+        mutation = json.loads(
+            audit_annotations(control_plane, namespace, name)[
+                "mutation.webhook.admission.k8s.io/round_0_index_0"
+            ]
+        )
+        assert mutation["mutated"] is False, name
+
+    deployment = workload("Deployment", "web", pod("web", node_selector={"agentpool": pools.flatcar}))
+    result = kubectl(control_plane, namespace, "create", deployment)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    raw = k8s.AppsV1Api(api_client).read_namespaced_deployment("web", namespace, _preload_content=False)
+    template = json.loads(raw.data)["spec"]["template"]
+    assert "affinity" not in template["spec"] and "annotations" not in template["metadata"]

@@ -1,0 +1,323 @@
+"""The real webhook (`python -m webhook serve`) as a local process, and its registration with the apiserver.
+
+`WebhookProcess` makes a CA and a serving certificate for 127.0.0.1 with `webhook.certs`, writes a config
+file, runs the server against the test apiserver's admin kubeconfig on a free loopback port and waits for
+``/readyz`` (the node and namespace mirrors have synced). `webhook_configurations` builds the
+Mutating- and ValidatingWebhookConfiguration the way a cluster operator would register it (by URL with a
+caBundle); `register` creates them and `unregister` deletes them and waits until they are gone.
+
+Plain Python like `harness`; the pytest fixtures that use it are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+import yaml
+from kubernetes import client as k8s
+
+from webhook import certs
+
+from .harness import LOOPBACK, REPO_ROOT, ControlPlane, _die_with_parent, free_port, tail, wait_for
+
+#: Names of the webhooks (the apiserver prefixes audit annotation keys with them).
+MUTATING_WEBHOOK = "mutate.immutable-os.io"
+VALIDATING_WEBHOOK = "validate.immutable-os.io"
+#: Names of the session's configuration objects.
+CONFIGURATION_NAME = "immutable-os-e2e"
+
+EXEMPT_GROUP = "e2e-breakglass"
+EXEMPT_USER = "e2e-exempt-user"
+EXEMPT_NAMESPACE = "e2e-exempt"
+
+#: What the session webhook runs with.
+SESSION_CONFIG: dict[str, Any] = {
+    "mode": "enforce",
+    "exemptions": {
+        "groups": [EXEMPT_GROUP],
+        "usernames": [EXEMPT_USER],
+        "namespaces": [EXEMPT_NAMESPACE],
+    },
+}
+
+#: Every kind that carries a pod spec, CREATE and UPDATE.
+RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers"],
+        "scope": "Namespaced",
+    },
+    {
+        "apiGroups": ["apps"],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["deployments", "daemonsets", "statefulsets", "replicasets"],
+        "scope": "Namespaced",
+    },
+    {
+        "apiGroups": ["batch"],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["jobs", "cronjobs"],
+        "scope": "Namespaced",
+    },
+]
+
+#: Never judge kube-system: the webhook must not be able to block the control plane's own pods.
+NOT_KUBE_SYSTEM: dict[str, Any] = {
+    "matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
+    ]
+}
+
+
+class WebhookError(RuntimeError):
+    """The webhook process did not start or did not become ready; carries the tail of its log."""
+
+
+class WebhookProcess:
+    """One `python -m webhook serve` process on 127.0.0.1 with its own CA, serving pair and config."""
+
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        startup_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.control_plane = control_plane
+        self.name = name
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.dir = control_plane.tmp_dir / f"webhook-{name}"
+        self.dir.mkdir(mode=0o700)
+        self.ca = certs.generate_ca(f"immutable-os-e2e-{name}-ca")
+        serving = certs.issue_serving_cert(self.ca, "immutable-os-webhook", "e2e", ips=[LOOPBACK])
+        self.ca_path = self.dir / "ca.crt"
+        self.ca_path.write_bytes(self.ca.cert_pem)
+        self.cert_path = self.dir / "tls.crt"
+        self.cert_path.write_bytes(serving.cert_pem)
+        self.key_path = self.dir / "tls.key"
+        self.key_path.write_bytes(serving.key_pem)
+        self.key_path.chmod(0o600)
+        self.config_path = self.dir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(dict(config)))
+        self.port = free_port()
+        self.url = f"https://{LOOPBACK}:{self.port}"
+        self.log_path = control_plane.log_dir / f"webhook-{name}.log"
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def ca_bundle(self) -> str:
+        return certs.ca_bundle_b64(self.ca.cert_pem)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "webhook", "serve",
+            f"--cert-file={self.cert_path}", f"--key-file={self.key_path}",
+            f"--host={LOOPBACK}", f"--port={self.port}",
+            f"--kubeconfig={self.control_plane.kubeconfig_path}", f"--config={self.config_path}",
+        ]  # fmt: skip
+
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def start(self) -> WebhookProcess:
+        """Start the server and wait for /readyz (bounded); stops it and raises `WebhookError` if not."""
+        if self.alive():
+            return self
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        self._log = self.log_path.open("ab")
+        self._popen = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+
+        def ready() -> bool:
+            if not self.alive():
+                raise WebhookError(f"webhook {self.name} exited:\n{self.logs()}")
+            return self.get("/readyz") == 200
+
+        try:
+            wait_for(
+                ready, timeout=self.startup_timeout, interval=0.1, message=f"webhook {self.name} /readyz"
+            )
+        except WebhookError:
+            self.stop()
+            raise
+        except TimeoutError as exc:
+            self.stop()
+            raise WebhookError(f"{exc}; last lines of its log:\n{self.logs()}") from exc
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after `stop_timeout`; safe to call twice."""
+        popen, self._popen = self._popen, None
+        if popen is not None and popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                popen.send_signal(signal.SIGTERM)
+            try:
+                popen.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    popen.kill()
+                popen.wait(timeout=self.stop_timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the serving certificate against our CA and the IP SAN, as the apiserver does."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def get(self, path: str, timeout: float = 2.0) -> int:
+        """The HTTP status of a GET (0 when the connection fails)."""
+        try:
+            with urllib.request.urlopen(
+                f"{self.url}{path}", timeout=timeout, context=self.ssl_context()
+            ) as r:
+                status: int = r.status
+                return status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5, context=self.ssl_context()) as resp:
+            body: bytes = resp.read()
+            return body.decode()
+
+    def logs(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
+
+    def reviews(self) -> list[dict[str, Any]]:
+        """The JSON review log lines the server wrote so far."""
+        entries = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("msg") == "review":
+                    entries.append(entry)
+        return entries
+
+
+def webhook_entry(
+    name: str,
+    url: str,
+    ca_bundle: str,
+    *,
+    failure_policy: str = "Fail",
+    namespace_selector: Mapping[str, Any] = NOT_KUBE_SYSTEM,
+    object_selector: Mapping[str, Any] | None = None,
+    mutating: bool = False,
+) -> dict[str, Any]:
+    """One webhook of a configuration: by URL with `ca_bundle`, admissionReviewVersions v1, no side
+    effects, 5 s timeout, the `RULES`; `reinvocationPolicy: IfNeeded` when `mutating`."""
+    hook: dict[str, Any] = {
+        "name": name,
+        "clientConfig": {"url": url, "caBundle": ca_bundle},
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Equivalent",
+        "namespaceSelector": dict(namespace_selector),
+        "objectSelector": dict(object_selector or {}),
+        "rules": RULES,
+    }
+    if mutating:
+        hook["reinvocationPolicy"] = "IfNeeded"
+    return hook
+
+
+def webhook_configurations(
+    webhook: WebhookProcess,
+    name: str = CONFIGURATION_NAME,
+    *,
+    mutating_name: str = MUTATING_WEBHOOK,
+    validating_name: str = VALIDATING_WEBHOOK,
+    failure_policy: str = "Fail",
+    namespace_selector: Mapping[str, Any] = NOT_KUBE_SYSTEM,
+    object_selector: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A MutatingWebhookConfiguration (/mutate) and a ValidatingWebhookConfiguration (/validate), both
+    named `name`, pointing at `webhook` by URL with its caBundle."""
+    common = {
+        "ca_bundle": webhook.ca_bundle,
+        "failure_policy": failure_policy,
+        "namespace_selector": namespace_selector,
+        "object_selector": object_selector,
+    }
+    mutating = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [webhook_entry(mutating_name, f"{webhook.url}/mutate", mutating=True, **common)],
+    }
+    validating = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [webhook_entry(validating_name, f"{webhook.url}/validate", mutating=False, **common)],
+    }
+    return mutating, validating
+
+
+def register(api: k8s.ApiClient, configurations: Sequence[Mapping[str, Any]]) -> None:
+    admission = k8s.AdmissionregistrationV1Api(api)
+    for conf in configurations:
+        if conf["kind"] == "MutatingWebhookConfiguration":
+            admission.create_mutating_webhook_configuration(dict(conf))
+        else:
+            admission.create_validating_webhook_configuration(dict(conf))
+
+
+def unregister(api: k8s.ApiClient, configurations: Sequence[Mapping[str, Any]]) -> None:
+    """Delete the configurations (missing ones are fine) and wait until the API no longer has them."""
+    admission = k8s.AdmissionregistrationV1Api(api)
+    for conf in configurations:
+        name = conf["metadata"]["name"]
+        delete = (
+            admission.delete_mutating_webhook_configuration
+            if conf["kind"] == "MutatingWebhookConfiguration"
+            else admission.delete_validating_webhook_configuration
+        )
+        try:
+            delete(name)
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def gone() -> bool:
+        names = {i.metadata.name for i in admission.list_mutating_webhook_configuration().items}
+        names |= {i.metadata.name for i in admission.list_validating_webhook_configuration().items}
+        return not names & {c["metadata"]["name"] for c in configurations}
+
+    wait_for(gone, timeout=10, message="webhook configurations to be deleted")
+
+
+def pool_nodes(core: k8s.CoreV1Api, pool: str) -> list[str]:
+    return sorted(n.metadata.name for n in core.list_node(label_selector=f"agentpool={pool}").items)
