@@ -15,8 +15,9 @@ import platform
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -358,30 +359,43 @@ class Timing:
     iterations: int
 
 
-def time_calls(call: Callable[[], object], budget: Budget) -> Timing:
-    for _ in range(budget.warmup):
-        call()
+def time_interleaved(calls: Sequence[Callable[[], object]], budget: Budget) -> list[Timing]:
+    """Time each call within the budget, taking rounds in turn: call 0, call 1, ..., call 0, ...
+
+    Calls timed in turn share whatever load other processes put on the machine, so their ratio holds
+    even when the absolute figures do not.
+    """
+    for call in calls:
+        for _ in range(budget.warmup):
+            call()
     per_round = max(1, budget.iterations // budget.rounds)
     round_seconds = budget.seconds / budget.rounds
-    walls, cpus, total_n, total_s = [], [], 0, 0.0
+    walls: list[list[float]] = [[] for _ in calls]
+    cpus: list[list[float]] = [[] for _ in calls]
+    totals = [[0, 0.0] for _ in calls]
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection landing in one round is noise, not the cost of a decision
     try:
         for _ in range(budget.rounds):
-            n, elapsed = 0, 0.0
-            start, cpu_start = time.perf_counter(), time.process_time()
-            while n < per_round and elapsed < round_seconds:
-                call()
-                n += 1
-                elapsed = time.perf_counter() - start
-            cpus.append((time.process_time() - cpu_start) / n)
-            walls.append(elapsed / n)
-            total_n, total_s = total_n + n, total_s + elapsed
-            gc.collect()
+            for i, call in enumerate(calls):
+                n, elapsed = 0, 0.0
+                start, cpu_start = time.perf_counter(), time.process_time()
+                while n < per_round and elapsed < round_seconds:
+                    call()
+                    n += 1
+                    elapsed = time.perf_counter() - start
+                cpus[i].append((time.process_time() - cpu_start) / n)
+                walls[i].append(elapsed / n)
+                totals[i][0] += n
+                totals[i][1] += elapsed
+                gc.collect()
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(min(walls) * 1e6, min(cpus) * 1e6, total_s / total_n * 1e6, total_n)
+    return [
+        Timing(min(w) * 1e6, min(c) * 1e6, t[1] / t[0] * 1e6, int(t[0]))
+        for w, c, t in zip(walls, cpus, totals, strict=True)
+    ]
 
 
 def inventory_memory(nodes: list[Node], config: Config) -> tuple[int, int]:
@@ -398,7 +412,16 @@ def inventory_memory(nodes: list[Node], config: Config) -> tuple[int, int]:
     return current - before, peak - before
 
 
-def measure(node_count: int, pool_count: int, budget: Budget, config: Config) -> dict[str, Any]:
+@dataclass
+class World:
+    """One inventory and the requests timed against it."""
+
+    row: dict[str, Any]
+    context: dict[str, Any]
+    cases: list[Case]
+
+
+def build_world(node_count: int, pool_count: int, config: Config) -> World:
     nodes, specs = aks_nodes(node_count, pool_count)
     start = time.perf_counter()
     inventory = Inventory.build(nodes, config)
@@ -416,43 +439,58 @@ def measure(node_count: int, pool_count: int, budget: Budget, config: Config) ->
         "cases": {},
     }
     context: dict[str, Any] = {"config": config, "inventory": inventory, "namespace_labels": {}}
-    for case in cases(nodes, specs):
-        decision = decide(case.request, **context)
-        got = (decision.mutated.steered, decision.validated.outcome)
-        if got != case.expected:
-            raise SystemExit(f"{case.name} on {node_count}/{pool_count}: expected {case.expected}, got {got}")
-        full = time_calls(lambda r=case.request: decide(r, **context), budget)
-        # /validate as the apiserver calls it: on the object after the mutating webhook's patch.
-        received = case.request
-        if decision.mutated.patch and case.request.object is not None:
-            received = replace(received, object=apply_patch(case.request.object, decision.mutated.patch))
-        alone = time_calls(lambda r=received: judge(r, endpoint=Endpoint.VALIDATE, **context), budget)
-        row["cases"][case.name] = {
-            "what": case.what,
-            "outcome": f"{decision.mutated.outcome.value}/{decision.validated.outcome.value}",
-            "decide_us": full.best_us,
-            "decide_per_s": 1e6 / full.best_us,
-            "decide_cpu_us": full.cpu_us,
-            "decide_mean_us": full.mean_us,
-            "decide_iterations": full.iterations,
-            "validate_us": alone.best_us,
-            "validate_per_s": 1e6 / alone.best_us,
-            "validate_cpu_us": alone.cpu_us,
-            "validate_mean_us": alone.mean_us,
-            "validate_iterations": alone.iterations,
-        }
-        if received is not case.request:
+    return World(row, context, cases(nodes, specs))
+
+
+def measure_group(
+    node_counts: Sequence[int], pool_count: int, budget: Budget, config: Config
+) -> list[dict[str, Any]]:
+    """Every inventory with `pool_count` pools, each case timed on all of them in turn."""
+    worlds = [build_world(n, pool_count, config) for n in node_counts]
+    for k, name in enumerate(c.name for c in worlds[0].cases):
+        decide_calls, validate_calls, unpatched_calls = [], [], []
+        for world in worlds:
+            case, context = world.cases[k], world.context
+            decision = decide(case.request, **context)
+            got = (decision.mutated.steered, decision.validated.outcome)
+            if got != case.expected:
+                where = f"{world.row['nodes']}/{pool_count}"
+                raise SystemExit(f"{name} on {where}: expected {case.expected}, got {got}")
+            # /validate as the apiserver calls it: on the object after the mutating webhook's patch.
+            received = case.request
+            if decision.mutated.patch and case.request.object is not None:
+                received = replace(received, object=apply_patch(case.request.object, decision.mutated.patch))
+            decide_calls.append(partial(decide, case.request, **context))
+            validate_calls.append(partial(judge, received, endpoint=Endpoint.VALIDATE, **context))
             # /validate on the unpatched pod (mutating webhook bypassed or failed open): steers again, denies.
-            raw = time_calls(lambda r=case.request: judge(r, endpoint=Endpoint.VALIDATE, **context), budget)
-            row["cases"][case.name] |= {"validate_unpatched_us": raw.best_us}
-    return row
+            unpatched_calls.append(partial(judge, case.request, endpoint=Endpoint.VALIDATE, **context))
+            world.row["cases"][name] = {
+                "what": case.what,
+                "outcome": f"{decision.mutated.outcome.value}/{decision.validated.outcome.value}",
+            }
+        steered = worlds[0].cases[k].expected[0]
+        for metric, calls in (("decide", decide_calls), ("validate", validate_calls)):
+            for world, timing in zip(worlds, time_interleaved(calls, budget), strict=True):
+                world.row["cases"][name] |= {
+                    f"{metric}_us": timing.best_us,
+                    f"{metric}_per_s": 1e6 / timing.best_us,
+                    f"{metric}_cpu_us": timing.cpu_us,
+                    f"{metric}_mean_us": timing.mean_us,
+                    f"{metric}_iterations": timing.iterations,
+                }
+        if steered:
+            for world, timing in zip(worlds, time_interleaved(unpatched_calls, budget), strict=True):
+                world.row["cases"][name]["validate_unpatched_us"] = timing.best_us
+    return [w.row for w in worlds]
 
 
 METRICS = ("decide_us", "validate_us", "decide_cpu_us", "validate_cpu_us")
 
 
 def scaling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Same number of AKS pools (so the same inventory pools), fewest vs most nodes: µs and their ratio."""
+    """Same number of AKS pools (so the same inventory pools), fewest vs most nodes: µs and their ratio.
+
+    The two were timed in turn (time_interleaved), so the ratio is fair even on a busy machine."""
     result = []
     for pools in sorted({r["aks_pools"] for r in rows}):
         same = sorted((r for r in rows if r["aks_pools"] == pools), key=lambda r: r["nodes"])
@@ -525,9 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    budget = Budget(0.1, 200, 10, 2) if args.quick else Budget(1.0, 2_000, 100, 10)
+    budget = Budget(0.1, 200, 10, 4) if args.quick else Budget(1.0, 2_000, 100, 20)
     config = Config()
-    rows = [measure(n, p, budget, config) for n, p in SIZES if p <= n]
+    rows = []
+    for pools in sorted({p for _, p in SIZES}):
+        rows += measure_group([n for n, p in SIZES if p == pools and p <= n], pools, budget, config)
+    rows.sort(key=lambda r: (r["nodes"], r["aks_pools"]))
     ratios = scaling(rows)
     pod_bytes = len(json.dumps(agent_pod(), separators=(",", ":")))
     if args.json:
