@@ -8,13 +8,16 @@ Node and namespace snapshots arrive from the cluster shell and are swapped in wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from types import FrameType
 from typing import Any, Protocol, cast
 
 import uvicorn
@@ -149,8 +152,16 @@ def _pool_count(state: InventoryState, node_class: NodeClass) -> float:
     return float(sum(1 for p in inventory.pools if p.node_class is node_class)) if inventory else 0.0
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped. A review may carry a lone surrogate (`"\\ud800"` is
+    legal JSON and decodes to one), which a UTF-8 encoder refuses: echoing it must not become a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str, field_name: str = "", fix: str = "") -> JSONResponse:
-    return JSONResponse({"error": message, "field": field_name, "fix": fix}, status_code=status)
+    return AsciiJSONResponse({"error": message, "field": field_name, "fix": fix}, status_code=status)
 
 
 class _TooLarge(Exception):
@@ -222,11 +233,11 @@ class AdmissionService:
             )
             review_log.exception(json.dumps({"msg": "review failed", "uid": uid, "endpoint": endpoint.value,
                                              "error": message}))  # fmt: skip
-            return JSONResponse(errored(uid, message, allow=self.config.allow_on_internal_error))
+            return AsciiJSONResponse(errored(uid, message, allow=self.config.allow_on_internal_error))
         answer = respond(uid, verdict, endpoint)
         elapsed = time.perf_counter() - started
         self._record(endpoint, uid, verdict, context, elapsed)
-        return JSONResponse(answer)
+        return AsciiJSONResponse(answer)
 
     def _record(
         self, endpoint: Endpoint, uid: str, verdict: Verdict, context: dict[str, Any], elapsed: float
@@ -350,6 +361,27 @@ async def serve(app: Starlette, options: ServeOptions, reloader: CertReloader) -
     server = build_uvicorn(app, options, reloader)
     watcher = asyncio.create_task(reloader.run(options.cert_check_seconds))
     try:
-        await server.serve()
+        with _return_after_stop_signal():
+            await server.serve()
     finally:
         watcher.cancel()
+
+
+@contextlib.contextmanager
+def _return_after_stop_signal() -> Iterator[None]:
+    # After its graceful shutdown uvicorn re-raises the signal under the handler it found. The default
+    # handler would kill the process there (exit 143 after SIGTERM), before `serve` returns and the
+    # caller stops the cluster watch; a no-op handler underneath makes a graceful stop a plain return.
+    if threading.current_thread() is not threading.main_thread():
+        yield  # uvicorn handles no signals off the main thread either
+        return
+    previous = {sig: signal.signal(sig, _stop_signal_handled) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_signal_handled(signum: int, frame: FrameType | None) -> None:
+    """uvicorn has already shut down gracefully for this signal."""

@@ -1,0 +1,830 @@
+"""Tests for webhook.server: the running app over real TLS, judged by what the apiserver would receive.
+
+Most cases run uvicorn in a thread of this process (so a test can monkeypatch the core) on a free 127.0.0.1
+port; `python -m webhook serve` runs as a subprocess where a real process matters (CLI wiring, JSON logs
+on stdout, SIGTERM). Clients are httpx (or raw TLS sockets) trusting the test CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import http.client
+import json
+import os
+import queue
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonpatch
+import pytest
+import yaml
+from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.builders import OS_SKU, host_path, review_for, set_field, tweak, wrap
+from webhook import certs, server, tls
+from webhook.config import NAMESPACE_MODE_LABEL, Config
+from webhook.manifests import load_config
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[1]
+WARNING_PREFIX = "immutable-os: "
+RESPONSE_KEYS = {"uid", "allowed", "status", "patch", "patchType", "auditAnnotations", "warnings"}
+STREAM_REQUESTS = 300
+STREAM_WORKERS = 4
+
+HOST_PATH_POD = tweak(host_path("/var/log"))
+FLATCAR_POD = tweak(host_path("/var/log"), set_field("nodeSelector", {OS_SKU: "Flatcar"}))
+CLEAN_POD = tweak()
+
+
+# --- PKI, inventory, in-process server -----------------------------------------------------------------
+
+
+@dataclass
+class Pki:
+    """A CA, the serving files a CertReloader watches, and the CA file a client trusts."""
+
+    ca: certs.CertificateAuthority
+    serving: certs.ServingCertificate
+    cert_path: Path
+    key_path: Path
+    ca_path: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> Pki:
+        ca = certs.generate_ca("test-ca")
+        pki = cls(ca, cls.issue_from(ca), directory / "tls.crt", directory / "tls.key", directory / "ca.crt")
+        pki.install(pki.serving)
+        pki.ca_path.write_bytes(ca.cert_pem)
+        return pki
+
+    @staticmethod
+    def issue_from(ca: certs.CertificateAuthority) -> certs.ServingCertificate:
+        return certs.issue_serving_cert(ca, "immutable-os-webhook", "webhook-system", ips=[HOST])
+
+    def install(self, serving: certs.ServingCertificate) -> None:
+        """Key then certificate, each written beside its target and renamed over it."""
+        for path, data in ((self.key_path, serving.key_pem), (self.cert_path, serving.cert_pem)):
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki.create(tmp_path_factory.mktemp("pki"))
+
+
+def example_nodes() -> dict[str, dict[str, Any]]:
+    """The embedded example inventory as wire Node objects: a general Ubuntu pool and a Flatcar pool."""
+    text = resources.files("webhook").joinpath("data/example-nodes.yaml").read_text(encoding="utf-8")
+    return {item["metadata"]["name"]: item for item in yaml.safe_load(text)["items"]}
+
+
+class NotReady:
+    """A source before its first node and namespace list."""
+
+    def ready(self) -> bool:
+        return False
+
+    def stale(self) -> bool:
+        return True
+
+    def restarts(self) -> int:
+        return 0
+
+
+def service_for(
+    config: Config | None = None,
+    namespaces: dict[str, dict[str, str]] | None = None,
+    source: server.InventorySource | None = None,
+) -> server.AdmissionService:
+    config = config or Config()
+    state = server.InventoryState(config)
+    state.set_nodes(example_nodes())
+    state.namespaces = namespaces or {}
+    return server.AdmissionService(config, state, source or server.StaticSource())
+
+
+@dataclass
+class Served:
+    """A server running in its own thread and event loop, as the apiserver's peer would see it."""
+
+    url: str
+    port: int
+    pki: Pki
+    reloader: tls.CertReloader
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, verify=self.pki.client_context(), timeout=10, **kwargs)
+
+
+@contextlib.contextmanager
+def serving(
+    service: server.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
+) -> Iterator[Served]:
+    """The service's app under uvicorn, built by `build_uvicorn`, on a free 127.0.0.1 port in a thread of
+    its own. With `cert_check_seconds`, the reloader watches the files on the server's loop, as `serve`
+    does."""
+    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and with Nagle on, every
+    # response (headers and body written apart) waits out the client's 40 ms delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind((HOST, 0))
+    port = sock.getsockname()[1]
+    options = server.ServeOptions(HOST, port, str(pki.cert_path), str(pki.key_path), graceful_seconds=5)
+    reloader = tls.CertReloader(pki.cert_path, pki.key_path)
+    uv = server.build_uvicorn(server.create_app(service), options, reloader)
+
+    async def main() -> None:
+        watcher = asyncio.create_task(reloader.run(cert_check_seconds)) if cert_check_seconds else None
+        try:
+            await uv.serve(sockets=[sock])
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if uv.started or not thread.is_alive():
+                break
+            time.sleep(0.01)
+        assert uv.started, "uvicorn did not start within 5 s"
+        yield Served(f"https://{HOST}:{port}", port, pki, reloader)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    assert not thread.is_alive(), "uvicorn did not stop within 10 s"
+
+
+@dataclass
+class Running:
+    """A served app and a keep-alive client bound to this test's event loop."""
+
+    served: Served
+    client: httpx.AsyncClient
+
+    @property
+    def port(self) -> int:
+        return self.served.port
+
+    @property
+    def pki(self) -> Pki:
+        return self.served.pki
+
+
+@asynccontextmanager
+async def running(
+    service: server.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
+) -> AsyncIterator[Running]:
+    with serving(service, pki, cert_check_seconds=cert_check_seconds) as served:
+        async with served.client() as client:
+            yield Running(served, client)
+
+
+@pytest.fixture(scope="module")
+def default_server(pki: Pki) -> Iterator[Served]:
+    """The default service (enforce, the embedded example inventory, a static source), shared."""
+    with serving(service_for(), pki) as served:
+        yield served
+
+
+@pytest.fixture
+async def app(default_server: Served) -> AsyncIterator[Running]:
+    async with default_server.client() as client:
+        yield Running(default_server, client)
+
+
+# --- what the apiserver accepts ------------------------------------------------------------------------
+
+
+def assert_admission_review(body: Any, uid: str) -> dict[str, Any]:
+    """The AdmissionReview v1 response shape the apiserver decodes; returns `response`."""
+    assert isinstance(body, dict)
+    assert body["apiVersion"] == "admission.k8s.io/v1"
+    assert body["kind"] == "AdmissionReview"
+    response = body["response"]
+    assert set(response) <= RESPONSE_KEYS, set(response) - RESPONSE_KEYS
+    assert response["uid"] == uid
+    assert isinstance(response["allowed"], bool)
+    for warning in response.get("warnings", []):
+        assert isinstance(warning, str) and warning.startswith(WARNING_PREFIX), warning
+    for key, value in response.get("auditAnnotations", {}).items():
+        # The apiserver prefixes each key with "<webhook name>/", and a key holds one "/" at most.
+        assert "/" not in key and isinstance(value, str), key
+    if "patch" in response:
+        assert response["patchType"] == "JSONPatch"
+    if not response["allowed"]:
+        assert "warnings" not in response and "patch" not in response
+        assert response["status"]["code"] == 403
+    return dict(response)
+
+
+def decoded_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
+    patch = json.loads(base64.b64decode(response["patch"], validate=True))
+    assert isinstance(patch, list) and patch
+    return patch
+
+
+async def post(r: Running, endpoint: str, review: dict[str, Any]) -> dict[str, Any]:
+    answer = await r.client.post(f"/{endpoint}", json=review)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    return assert_admission_review(answer.json(), review["request"]["uid"])
+
+
+def dry_run(review: dict[str, Any]) -> dict[str, Any]:
+    return {**review, "request": {**review["request"], "dryRun": True}}
+
+
+# --- /mutate -------------------------------------------------------------------------------------------
+
+
+async def test_mutate_steers_an_unconstrained_host_path_pod(app: Running) -> None:
+    review = review_for(HOST_PATH_POD, uid="a1b2c3d4-0000-4000-8000-000000000001")
+    response = await post(app, "mutate", review)
+    assert response["allowed"] is True
+    assert response["patchType"] == "JSONPatch"
+    patched = jsonpatch.apply_patch(HOST_PATH_POD, decoded_patch(response))
+    terms = patched["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    expressions = [e for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"]]
+    assert {"key": OS_SKU, "operator": "NotIn"}.items() <= expressions[0].items()
+    assert "Flatcar" in expressions[0]["values"]
+    assert response["warnings"] and "steered away from pool flatcar" in response["warnings"][0]
+    assert response["auditAnnotations"]["decision"] == "steered"
+    assert "immutable-os.io/steered" in patched["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "prefix"),
+    [
+        ("Deployment", "/spec/template/"),
+        ("DaemonSet", "/spec/template/"),
+        ("StatefulSet", "/spec/template/"),
+        ("CronJob", "/spec/jobTemplate/spec/template/"),
+    ],
+    ids=["Deployment", "DaemonSet", "StatefulSet", "CronJob"],
+)
+async def test_mutate_patches_the_pod_template_of_workloads(app: Running, kind: str, prefix: str) -> None:
+    workload = wrap(tweak(host_path("/var/lib/agent")), kind)
+    response = await post(app, "mutate", review_for(workload))
+    patch = decoded_patch(response)
+    assert all(op["path"].startswith(prefix) for op in patch), [op["path"] for op in patch]
+    patched = jsonpatch.apply_patch(workload, patch)
+    assert patched != workload
+    # What the apiserver stores after mutation is admitted by validation.
+    assert (await post(app, "validate", review_for(patched)))["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [CLEAN_POD, FLATCAR_POD, tweak(host_path("/var/log"), set_field("nodeSelector", {OS_SKU: "Ubuntu"}))],
+    ids=["clean", "flatcar-only", "general-only"],
+)
+async def test_mutate_never_denies_and_patches_only_when_steering(app: Running, pod: dict[str, Any]) -> None:
+    response = await post(app, "mutate", review_for(pod))
+    assert response["allowed"] is True
+    assert "patch" not in response and "patchType" not in response
+
+
+async def test_mutating_a_steered_pod_again_changes_nothing(app: Running) -> None:
+    first = await post(app, "mutate", review_for(HOST_PATH_POD))
+    steered = jsonpatch.apply_patch(HOST_PATH_POD, decoded_patch(first))
+    again = await post(app, "mutate", review_for(steered))
+    assert "patch" not in again
+
+
+# --- /validate -----------------------------------------------------------------------------------------
+
+
+async def test_validate_denies_a_pod_pinned_to_flatcar_in_enforce(app: Running) -> None:
+    response = await post(app, "validate", review_for(FLATCAR_POD))
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 403
+    message = response["status"]["message"]
+    for named in ("host-path", "spec.volumes[0].hostPath.path", "pool flatcar", "Pod default/app"):
+        assert named in message, (named, message)
+    assert "warnings" not in response and "patch" not in response
+    assert response["auditAnnotations"]["decision"] == "denied"
+
+
+@pytest.mark.parametrize(
+    "pod", [HOST_PATH_POD, FLATCAR_POD, CLEAN_POD], ids=["steerable", "flatcar-only", "clean"]
+)
+async def test_validate_never_returns_a_patch(app: Running, pod: dict[str, Any]) -> None:
+    response = await post(app, "validate", review_for(pod))
+    assert "patch" not in response and "patchType" not in response
+
+
+@pytest.mark.parametrize("endpoint", ["mutate", "validate"])
+@pytest.mark.parametrize("pod", [HOST_PATH_POD, FLATCAR_POD], ids=["steerable", "flatcar-only"])
+async def test_dry_run_gets_the_same_answer(app: Running, endpoint: str, pod: dict[str, Any]) -> None:
+    review = review_for(pod)
+    assert await post(app, endpoint, dry_run(review)) == await post(app, endpoint, review)
+
+
+async def test_config_file_mode_warn_allows_with_warnings(pki: Pki, tmp_path: Path) -> None:
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("mode: warn\n")
+    async with running(service_for(load_config(str(config_file))), pki) as r:
+        response = await post(r, "validate", review_for(FLATCAR_POD))
+    assert response["allowed"] is True
+    assert any("pool flatcar" in w for w in response["warnings"])
+    assert response["auditAnnotations"] == {
+        **response["auditAnnotations"],
+        "decision": "warned",
+        "mode": "warn",
+    }
+
+
+# --- bad input at the HTTP edge ------------------------------------------------------------------------
+
+
+def review_without(*path: str) -> bytes:
+    review: Any = review_for(FLATCAR_POD)
+    target = review
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return json.dumps(review).encode()
+
+
+def review_with(change: Callable[[dict[str, Any]], None]) -> bytes:
+    review = review_for(FLATCAR_POD)
+    change(review)
+    return json.dumps(review).encode()
+
+
+JSON = {"content-type": "application/json"}
+BAD_REQUESTS = [
+    # id, content-type header (None: absent), body, status, `field` of the JSON error
+    ("text-plain", {"content-type": "text/plain"}, review_with(lambda r: None), 415, "Content-Type"),
+    ("no-content-type", {}, review_with(lambda r: None), 415, "Content-Type"),
+    ("not-json", JSON, b"{not json", 400, "<body>"),
+    ("invalid-utf8", JSON, b'{"apiVersion": "\xff\xfe"}', 400, "<body>"),
+    ("empty-body", JSON, b"", 400, "<body>"),
+    ("json-array", JSON, b"[]", 400, "<body>"),
+    ("json-null", JSON, b"null", 400, "<body>"),
+    ("v1beta1", JSON, review_with(lambda r: r.update(apiVersion="admission.k8s.io/v1beta1")), 400, "apiVersion"),
+    ("wrong-kind", JSON, review_with(lambda r: r.update(kind="Pod")), 400, "apiVersion"),
+    ("no-request", JSON, review_without("request"), 400, "request"),
+    ("request-not-object", JSON, review_with(lambda r: r.update(request=[])), 400, "request"),
+    ("no-uid", JSON, review_without("request", "uid"), 400, "request.uid"),
+    ("empty-uid", JSON, review_with(lambda r: r["request"].update(uid="")), 400, "request.uid"),
+    ("uid-not-string", JSON, review_with(lambda r: r["request"].update(uid=42)), 400, "request.uid"),
+    ("no-kind", JSON, review_without("request", "kind"), 400, "request.kind"),
+    ("no-operation", JSON, review_without("request", "operation"), 400, "request.operation"),
+    ("object-not-object", JSON, review_with(lambda r: r["request"].update(object="pod")), 400, "request.object"),
+    ("create-without-object", JSON, review_with(lambda r: r["request"].update(object=None)), 400, "request.object"),
+    ("surrogate-api-version", JSON, b'{"apiVersion": "\\ud800", "kind": "AdmissionReview"}', 400, "apiVersion"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "field"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+@pytest.mark.parametrize("endpoint", ["mutate", "validate"])
+async def test_bad_input_is_a_json_error_naming_the_field(
+    app: Running, endpoint: str, headers: dict[str, str], body: bytes, status: int, field: str
+) -> None:
+    answer = await app.client.post(f"/{endpoint}", content=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()
+    assert error["field"] == field
+    assert error["error"] and isinstance(error["fix"], str)
+
+
+async def test_body_over_the_cap_with_a_content_length_is_413(app: Running) -> None:
+    answer = await app.client.post("/validate", content=b" " * (server.MAX_BODY_BYTES + 1), headers=JSON)
+    assert answer.status_code == 413
+    assert answer.json()["field"] == "<body>"
+
+
+async def test_a_content_length_over_the_cap_is_refused_on_the_headers_alone(app: Running) -> None:
+    reader, writer = await asyncio.open_connection(
+        HOST, app.port, ssl=app.pki.client_context(), server_hostname=HOST
+    )
+    try:
+        writer.write(
+            b"POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {server.MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+        )  # and no body at all: the edge must not wait to read (or buffer) it
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        assert head.startswith(b"HTTP/1.1 413 "), head
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+async def chunks(total: int, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """A streamed body of `total` bytes: httpx sends it chunked, with no Content-Length at all."""
+    sent = 0
+    while sent < total:
+        piece = min(size, total - sent)
+        sent += piece
+        yield b" " * piece
+
+
+@pytest.mark.parametrize(
+    ("total", "status"),
+    [(server.MAX_BODY_BYTES + 1, 413), (server.MAX_BODY_BYTES * 2, 413), (server.MAX_BODY_BYTES, 400)],
+    ids=["one-byte-over", "twice-the-cap", "at-the-cap"],
+)
+async def test_chunked_body_without_content_length_is_capped_while_streaming(
+    app: Running, total: int, status: int
+) -> None:
+    answer = await app.client.post("/validate", content=chunks(total), headers=JSON)
+    assert "content-length" not in answer.request.headers
+    assert answer.request.headers["transfer-encoding"] == "chunked"
+    assert answer.status_code == status  # at the cap it is read, and is (whitespace) not JSON
+    assert answer.json()["field"] == "<body>"
+
+
+async def test_a_valid_review_sent_chunked_is_answered(app: Running) -> None:
+    body = json.dumps(review_for(FLATCAR_POD)).encode()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 100):
+            yield body[start : start + 100]
+
+    answer = await app.client.post("/validate", content=slowly(), headers=JSON)
+    assert answer.status_code == 200
+    assert (
+        assert_admission_review(answer.json(), review_for(FLATCAR_POD)["request"]["uid"])["allowed"] is False
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/mutate", 405), ("GET", "/validate", 405), ("PUT", "/mutate", 405), ("POST", "/healthz", 405),
+     ("POST", "/", 404), ("POST", "/admission", 404), ("GET", "/mutate-v2", 404)],
+    ids=["get-mutate", "get-validate", "put-mutate", "post-healthz", "root", "unknown", "near-miss"],
+)  # fmt: skip
+async def test_wrong_method_or_path(app: Running, method: str, path: str, status: int) -> None:
+    answer = await app.client.request(method, path, json=review_for(FLATCAR_POD))
+    assert answer.status_code == status
+
+
+# --- a crash inside judging is still an answer ---------------------------------------------------------
+
+
+def crash(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    ("config", "allowed"),
+    [(Config(), True), (Config.from_dict({"onInternalError": "deny"}), False)],
+    ids=["allow-by-default", "deny"],
+)
+@pytest.mark.parametrize("endpoint", ["mutate", "validate"])
+async def test_a_crash_in_judge_answers_per_on_internal_error(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch, config: Config, allowed: bool, endpoint: str
+) -> None:
+    monkeypatch.setattr(server, "judge", crash)
+    async with running(service_for(config), pki) as r:
+        review = review_for(HOST_PATH_POD, uid="crash-0001")
+        response = await post(r, endpoint, review)
+        metrics = await r.client.get("/metrics")
+    assert response["allowed"] is allowed
+    assert "patch" not in response
+    if allowed:
+        assert response["warnings"] == [f"{WARNING_PREFIX}not judged: internal error (RuntimeError)"]
+    else:
+        assert "could not judge: internal error (RuntimeError)" in response["status"]["message"]
+    assert sample(metrics.text, "immutable_os_webhook_internal_errors_total", endpoint=endpoint) == 1
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [
+        tweak(set_field("volumes", "not-a-list")),
+        tweak(host_path("/var/log"), set_field("hostPID", "yes")),
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": []},
+    ],
+    ids=["volumes-not-a-list", "hostPID-not-bool", "spec-not-object"],
+)
+async def test_a_malformed_pod_spec_is_answered_with_the_stance_and_names_the_field(
+    app: Running, pod: dict[str, Any]
+) -> None:
+    response = await post(app, "validate", review_for(pod))
+    assert response["allowed"] is True
+    assert response["warnings"][0].startswith(f"{WARNING_PREFIX}not judged: spec")
+
+
+async def test_strings_that_are_not_utf8_encodable_are_echoed_not_a_500(app: Running) -> None:
+    # JSON may escape a lone surrogate; Python decodes it, and a careless UTF-8 encoder then raises.
+    review = review_for(FLATCAR_POD)
+    body = json.dumps(review).replace(review["request"]["uid"], "\\ud800-uid").replace('"app"', '"\\udfff"')
+    answer = await app.client.post("/validate", content=body, headers=JSON)
+    assert answer.status_code == 200, answer.text
+    response = answer.json()["response"]
+    assert response["uid"] == "\ud800-uid" and response["allowed"] is False
+
+
+# --- health, readiness, metrics ------------------------------------------------------------------------
+
+
+async def test_healthz_and_readyz_with_a_static_source(app: Running) -> None:
+    assert (await app.client.get("/healthz")).status_code == 200
+    assert (await app.client.get("/readyz")).status_code == 200
+
+
+async def test_readyz_is_503_until_the_source_is_ready(pki: Pki) -> None:
+    async with running(service_for(source=NotReady()), pki) as r:
+        assert (await r.client.get("/healthz")).status_code == 200
+        ready = await r.client.get("/readyz")
+        # Not ready means a stale inventory: reviews are still answered, by label evidence alone.
+        response = await post(r, "validate", review_for(FLATCAR_POD))
+    assert ready.status_code == 503 and "waiting" in ready.json()["status"]
+    assert response["allowed"] is False
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and labels.items() <= s.labels.items():
+                return float(s.value)
+    return None
+
+
+async def test_metrics_count_reviews_and_describe_the_inventory(pki: Pki) -> None:
+    async with running(service_for(), pki) as app:  # counters of its own
+        await post(app, "mutate", review_for(HOST_PATH_POD))
+        await post(app, "validate", review_for(FLATCAR_POD))
+        await post(app, "validate", review_for(FLATCAR_POD))
+        await post(app, "validate", review_for(CLEAN_POD))
+        await app.client.post("/validate", content=b"nope", headers=JSON)
+        answer = await app.client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    text = answer.text
+    reviews = "immutable_os_webhook_reviews_total"
+    assert sample(text, reviews, endpoint="mutate", decision="steered", mode="enforce") == 1
+    assert sample(text, reviews, endpoint="validate", decision="denied", mode="enforce") == 2
+    assert sample(text, reviews, endpoint="validate", decision="clean", mode="enforce") == 1
+    assert sample(text, "immutable_os_webhook_bad_requests_total", reason="json") == 1
+    assert sample(text, "immutable_os_webhook_findings_total", endpoint="validate", check="host-path") == 2
+    bucket = "immutable_os_webhook_review_duration_seconds_bucket"
+    assert sample(text, bucket, endpoint="validate", le="0.00025") is not None
+    assert sample(text, bucket, endpoint="validate", le="+Inf") == 3
+    assert sample(text, "immutable_os_webhook_inventory_nodes") == 4
+    assert sample(text, "immutable_os_webhook_inventory_pools", **{"class": "general"}) == 1
+    assert sample(text, "immutable_os_webhook_inventory_pools", **{"class": "immutable"}) == 1
+    assert "_created" not in text
+
+
+# --- certificate rotation under a stream of reviews ----------------------------------------------------
+
+
+def served_serial(response: httpx.Response) -> int:
+    ssl_object = response.extensions["network_stream"].get_extra_info("ssl_object")
+    return x509.load_der_x509_certificate(ssl_object.getpeercert(binary_form=True)).serial_number
+
+
+async def test_rotating_the_serving_cert_under_a_stream_of_reviews_fails_nothing(tmp_path: Path) -> None:
+    pki = Pki.create(tmp_path)
+    old_serial = pki.serving.certificate.serial_number
+    new = Pki.issue_from(pki.ca)
+    with serving(service_for(), pki, cert_check_seconds=0.02) as served:
+        fresh = served.client(limits=httpx.Limits(max_keepalive_connections=0))
+        done = 0
+        serials: list[int] = []
+        failures: list[str] = []
+
+        async def worker(index: int) -> None:
+            nonlocal done
+            for n in range(STREAM_REQUESTS // STREAM_WORKERS):
+                endpoint = "mutate" if n % 2 else "validate"
+                review = review_for(HOST_PATH_POD, uid=f"stream-{index}-{n}")
+                try:
+                    answer = await fresh.post(f"/{endpoint}", json=review)
+                    assert answer.status_code == 200, answer.status_code
+                    assert answer.json()["response"]["uid"] == review["request"]["uid"]
+                    serials.append(served_serial(answer))
+                except (httpx.HTTPError, ssl.SSLError, AssertionError) as error:
+                    failures.append(repr(error))
+                done += 1
+
+        async def rotate() -> None:
+            for _ in range(5_000):  # bounded: the workers pass a third of the stream long before
+                if done >= STREAM_REQUESTS // 3:
+                    break
+                await asyncio.sleep(0.002)
+            pki.install(new)
+
+        async with fresh:
+            await asyncio.wait_for(
+                asyncio.gather(rotate(), *(worker(i) for i in range(STREAM_WORKERS))), timeout=60
+            )
+            after = await fresh.get("/healthz")
+    assert failures == []
+    assert len(serials) == STREAM_REQUESTS
+    assert set(serials) == {old_serial, new.certificate.serial_number}
+    assert serials[-20:] == [new.certificate.serial_number] * 20
+    assert served_serial(after) == new.certificate.serial_number
+
+
+# --- `python -m webhook serve` as a process ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Process:
+    """`python -m webhook serve` on 127.0.0.1, its stdout lines collected by a thread as they come."""
+
+    def __init__(self, pki: Pki, *flags: str) -> None:
+        self.port = free_port()
+        self.url = f"https://{HOST}:{self.port}"
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stdout: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook", "serve", "--host", HOST, "--port", str(self.port),
+             "--cert-file", str(pki.cert_path), "--key-file", str(pki.key_path), *flags],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.client = httpx.Client(base_url=self.url, verify=pki.client_context(), timeout=10)
+        self._wait_ready()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"serve exited {self.proc.returncode}: {self.proc.stderr and self.proc.stderr.read()}"
+                )
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        pytest.fail("serve did not get ready within 15 s")
+
+    def log_lines(self, until: Callable[[dict[str, Any]], bool], timeout: float = 5) -> list[dict[str, Any]]:
+        """Every stdout line so far, decoded, read until one satisfies `until` (or the timeout)."""
+        deadline = time.monotonic() + timeout
+        while not any(until(json.loads(line)) for line in self.stdout) and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                self.stdout.append(self.lines.get(timeout=0.05))
+        return [json.loads(line) for line in self.stdout]
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            raise
+        finally:
+            self.reader.join(timeout=5)
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture(scope="module")
+def process(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """One serve process for the module: enforce by config, two namespaces relaxed by label, and its own
+    namespace exempt."""
+    files = tmp_path_factory.mktemp("serve")
+    (files / "config.yaml").write_text("mode: enforce\nonInternalError: allow\n")
+    labels = {"warned": {NAMESPACE_MODE_LABEL: "warn"}, "audited": {NAMESPACE_MODE_LABEL: "audit"}}
+    (files / "namespaces.yaml").write_text(yaml.safe_dump(labels))
+    proc = Process(
+        pki, "--example-nodes", "--config", str(files / "config.yaml"),
+        "--namespace-labels", str(files / "namespaces.yaml"), "--own-namespace", "webhook-system",
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def judged(process: Process, endpoint: str, review: dict[str, Any]) -> dict[str, Any]:
+    answer = process.client.post(f"/{endpoint}", json=review)
+    assert answer.status_code == 200, answer.text
+    return assert_admission_review(answer.json(), review["request"]["uid"])
+
+
+def in_namespace(namespace: str, pod: dict[str, Any] = FLATCAR_POD) -> dict[str, Any]:
+    return {**pod, "metadata": {**pod["metadata"], "namespace": namespace}}
+
+
+MODES = [
+    # id, namespace, allowed, warned, audit annotations (beyond findings and lands-on)
+    ("enforce", "default", False, False, {"decision": "denied", "mode": "enforce"}),
+    ("warn", "warned", True, True, {"decision": "warned", "mode": "warn"}),
+    ("audit", "audited", True, False, {"decision": "audited", "mode": "audit"}),
+    ("own-namespace-exempt", "webhook-system", True, False, {"exempt": "namespace"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "allowed", "warned", "audit"), [m[1:] for m in MODES], ids=[m[0] for m in MODES]
+)
+def test_serve_modes_by_namespace_label(
+    process: Process, namespace: str, allowed: bool, warned: bool, audit: dict[str, str]
+) -> None:
+    review = review_for(in_namespace(namespace), uid=f"mode-{namespace}")
+    response = judged(process, "validate", review)
+    assert response["allowed"] is allowed
+    assert ("warnings" in response) is warned
+    if warned:
+        assert any("pool flatcar" in w for w in response["warnings"])
+    assert audit.items() <= response["auditAnnotations"].items()
+    assert "patch" not in response
+    assert judged(process, "validate", dry_run(review)) == response
+
+
+def test_serve_logs_one_json_line_per_judged_review(process: Process) -> None:
+    review = review_for(in_namespace("default"), uid="log-line-0001")
+    judged(process, "validate", review)
+    clean = review_for(in_namespace("default", CLEAN_POD), uid="log-line-clean")
+    judged(process, "validate", clean)
+    lines = process.log_lines(lambda entry: entry.get("uid") == "log-line-clean")
+    assert all(isinstance(entry, dict) and entry["level"] and entry["logger"] for entry in lines)
+    mine = [entry for entry in lines if entry.get("uid") == "log-line-0001"]
+    assert len(mine) == 1
+    assert {k: mine[0][k] for k in ("uid", "kind", "namespace", "name", "decision", "findings", "endpoint")} == {
+        "uid": "log-line-0001", "kind": "Pod", "namespace": "default", "name": "app", "decision": "denied",
+        "findings": ["host-path:spec.volumes[0].hostPath.path"], "endpoint": "validate",
+    }  # fmt: skip
+    assert mine[0]["logger"] == "webhook.review" and mine[0]["ms"] >= 0
+
+
+def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0(pki: Pki) -> None:
+    proc = Process(pki, "--example-nodes")
+    try:
+        review = review_for(FLATCAR_POD, uid="in-flight-0001")
+        body = json.dumps(review).encode()
+        conn = http.client.HTTPSConnection(HOST, proc.port, context=pki.client_context(), timeout=10)
+        conn.putrequest("POST", "/validate")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body[:100])  # the headers and a first piece: the request is in flight
+        time.sleep(0.2)
+        proc.proc.send_signal(signal.SIGTERM)
+        refused = False
+        for _ in range(100):  # bounded: uvicorn closes its listener within its 0.1 s tick
+            try:
+                socket.create_connection((HOST, proc.port), timeout=1).close()
+            except ConnectionRefusedError:
+                refused = True
+                break
+            time.sleep(0.02)
+        assert refused, "still accepting connections after SIGTERM"
+        assert proc.proc.poll() is None, "exited with a request in flight"
+        conn.send(body[100:])
+        answer = conn.getresponse()
+        payload = json.loads(answer.read())
+        conn.close()
+        assert answer.status == 200
+        assert payload["response"]["uid"] == "in-flight-0001" and payload["response"]["allowed"] is False
+        started = time.monotonic()
+        assert proc.stop() == 0
+        assert time.monotonic() - started < 5
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((HOST, proc.port), timeout=1)
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(timeout=5)
