@@ -1,0 +1,89 @@
+{{/* One webhook entry: dict root, name, kind (pods | workloads), path, mutating, caBundle. */}}
+{{- define "iow.webhook" -}}
+{{- $root := .root -}}
+{{- $w := $root.Values.webhook -}}
+{{- $settings := index $w .kind -}}
+- name: {{ .name }}
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  timeoutSeconds: {{ $w.timeoutSeconds }}
+  failurePolicy: {{ $settings.failurePolicy }}
+  matchPolicy: Equivalent
+  {{- if .mutating }}
+  # Another mutating webhook may add containers or volumes after us: look again.
+  reinvocationPolicy: IfNeeded
+  {{- end }}
+  clientConfig:
+    {{- if $w.url }}
+    url: {{ printf "%s%s" (trimSuffix "/" $w.url) .path | quote }}
+    {{- else }}
+    service:
+      name: {{ include "iow.fullname" $root }}
+      namespace: {{ $root.Release.Namespace }}
+      path: {{ .path }}
+      port: {{ $root.Values.service.port }}
+    {{- end }}
+    {{- with .caBundle }}
+    caBundle: {{ . }}
+    {{- end }}
+  # kube-system and the webhook's own namespace are never judged, whatever else is configured.
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: NotIn
+        values: {{ concat (list "kube-system" $root.Release.Namespace) $w.excludeNamespaces | uniq | toJson }}
+      {{- with $w.namespaceSelector.matchExpressions }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $w.namespaceSelector.matchLabels }}
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  {{- if or $w.objectSelector.matchLabels $w.objectSelector.matchExpressions }}
+  objectSelector:
+    {{- with $w.objectSelector.matchLabels }}
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $w.objectSelector.matchExpressions }}
+    matchExpressions:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  {{- end }}
+  rules:
+  {{- if eq .kind "pods" }}
+    - apiGroups: [""]
+      apiVersions: [v1]
+      operations: [CREATE]
+      resources: [pods]
+      scope: Namespaced
+    {{- if not .mutating }}
+    # `kubectl debug` adds ephemeral containers to a running pod; judged where it runs, never steered.
+    - apiGroups: [""]
+      apiVersions: [v1]
+      operations: [UPDATE]
+      resources: [pods/ephemeralcontainers]
+      scope: Namespaced
+    {{- end }}
+  {{- else }}
+    - apiGroups: [apps]
+      apiVersions: [v1]
+      operations: [CREATE, UPDATE]
+      resources: [deployments, daemonsets, statefulsets, replicasets]
+      scope: Namespaced
+    - apiGroups: [batch]
+      apiVersions: [v1]
+      operations: [CREATE, UPDATE]
+      resources: [jobs, cronjobs]
+      scope: Namespaced
+    - apiGroups: [""]
+      apiVersions: [v1]
+      operations: [CREATE, UPDATE]
+      resources: [replicationcontrollers, podtemplates]
+      scope: Namespaced
+  {{- end }}
+  {{- with $settings.matchConditions }}
+  matchConditions:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
