@@ -202,3 +202,19 @@ def test_inventory_of_only_general_nodes_never_needs_steering() -> None:
     verdict = judge(request_for(tweak(host_path("/x"))), endpoint=Endpoint.MUTATE, config=Config(),
                     inventory=inventory, namespace_labels={})  # fmt: skip
     assert verdict.outcome is Outcome.UNCHANGED and not verdict.patch
+
+
+def test_apply_patch_leaves_the_reviewed_object_unchanged() -> None:
+    import copy
+
+    obj = wrap(
+        tweak(host_path("/x"), required_terms({"matchExpressions": [expr("zone", "In", "1")]})), "Deployment"
+    )
+    before = copy.deepcopy(obj)
+    plan = steer(obj)
+    assert obj == before
+    assert plan.steered_object != before
+    assert (
+        plan.steered_object["spec"]["template"]["spec"]["containers"]
+        is obj["spec"]["template"]["spec"]["containers"]
+    )

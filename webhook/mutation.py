@@ -170,13 +170,28 @@ def steer_away_from(
 
 
 def apply_patch(obj: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> dict[str, Any]:
-    """Apply our add-only patches to a copy of `obj` (RFC 6902 `add`, `-` appends)."""
-    result: Any = copy.deepcopy(dict(obj))
+    """Apply our add-only patches to `obj` without changing it (RFC 6902 `add`, `-` appends).
+
+    Copy on write: only the containers along each op's path are copied, the rest is shared with `obj`,
+    so steering a large pod costs what the patch touches, not what the pod holds.
+    """
+    root: dict[str, Any] = dict(obj)
+    copied = {id(root)}
+
+    def own(container: Any) -> Any:
+        clone = list(container) if isinstance(container, list) else dict(container)
+        copied.add(id(clone))
+        return clone
+
     for op in ops:
         parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
-        target = result
+        target: Any = root
         for part in parts[:-1]:
-            target = target[int(part)] if isinstance(target, list) else target[part]
+            key: Any = int(part) if isinstance(target, list) else part
+            child = target[key]
+            if id(child) not in copied:
+                child = target[key] = own(child)
+            target = child
         last = parts[-1]
         value = copy.deepcopy(op["value"])
         if isinstance(target, list):
@@ -186,4 +201,4 @@ def apply_patch(obj: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> dict[str,
                 target.insert(int(last), value)
         else:
             target[last] = value
-    return dict(result)
+    return root

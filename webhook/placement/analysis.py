@@ -4,12 +4,12 @@ affinity and taint tolerations. Preferred affinity never rules a node out, so it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from webhook.config import SelectorRequirement
 from webhook.errors import ManifestError
-from webhook.placement.inventory import HOSTNAME_LABEL, Inventory, NodeClass, Pool
+from webhook.placement.inventory import HOSTNAME_LABEL, Inventory, NodeClass, Pool, PoolIndex
 from webhook.placement.selectors import (
     BLOCKING_EFFECTS,
     Term,
@@ -83,11 +83,44 @@ class Placement:
         return sorted(c.value for c in self.classes)
 
 
-def _per_node(requirements: Iterable[SelectorRequirement], pool: Pool) -> bool:
-    return any(r.key in pool.identity_keys for r in requirements)
+def _label_integer_compare(req: SelectorRequirement, value: str) -> bool:
+    return requirement_matches(req, {req.key: value})
+
+
+def _pools_meeting(req: SelectorRequirement, index: PoolIndex) -> int:
+    """Pools whose shared labels meet `req`, plus every pool where its key is per-node (checked later)."""
+    values = index.by_value.get(req.key, {})
+    if req.operator == "In":
+        mask = 0
+        for v in req.values:
+            mask |= values.get(v, 0)
+    elif req.operator == "NotIn":
+        mask = index.all
+        for v in req.values:
+            mask &= ~values.get(v, 0)
+    elif req.operator == "Exists":
+        mask = index.by_key.get(req.key, 0)
+    elif req.operator == "DoesNotExist":
+        mask = index.all & ~index.by_key.get(req.key, 0)
+    else:  # Gt, Lt: few distinct values per key
+        mask = 0
+        for value, pools in values.items():
+            if _label_integer_compare(req, value):
+                mask |= pools
+    return mask | index.per_node.get(req.key, 0)
+
+
+def _bits(mask: int) -> Iterator[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
 
 
 class _Placer:
+    """Answers each term for all pools at once with the pool index; only pools where a requirement
+    touches a per-node label (or the term names nodes) are checked node by node."""
+
     def __init__(self, inventory: Inventory, constraints: Constraints) -> None:
         self.inventory = inventory
         self.c = constraints
@@ -103,10 +136,9 @@ class _Placer:
             return term.matches(node, labels)
         return self.c.terms is None or any(t.matches(node, labels) for t in self.c.terms)
 
-    def candidates(self, index: int, pool: Pool, term: Term | None) -> Iterable[str]:
-        """The pool's nodes a per-node requirement could pick; an index lookup when it names them."""
+    def _named(self, requirements: Iterable[SelectorRequirement], term: Term | None) -> set[str] | None:
+        """Nodes the term names outright (hostname or metadata.name `In`), or None if it names none."""
         named: set[str] | None = None
-        requirements = [*self.selector, *(term.expressions if term else ())]
         for r in requirements:
             if r.key == HOSTNAME_LABEL and r.operator == "In":
                 hits = {n for v in r.values for n in self.inventory.nodes_by_hostname.get(v, ())}
@@ -114,32 +146,49 @@ class _Placer:
         for r in term.fields if term else ():
             if r.operator == "In":
                 named = set(r.values) if named is None else named & set(r.values)
-        if named is None:
-            return pool.members  # rare: NotIn/Exists on a per-node label; scan this pool only
-        return (n for n in named if self.inventory.pool_of_node.get(n) == index)
+        return named
 
-    def pool_admits(self, index: int, pool: Pool) -> bool:
-        if not tolerated(pool.taints, self.c.tolerations, BLOCKING_EFFECTS):
-            return False
-        shared_selector = [r for r in self.selector if r.key not in pool.identity_keys]
-        if not all(requirement_matches(r, pool.labels) for r in shared_selector):
-            return False
-        selector_per_node = len(shared_selector) != len(self.selector)
+    def term_pools(self, term: Term | None) -> int:
+        index = self.inventory.index
+        requirements = (*self.selector, *(term.expressions if term else ()))
+        mask = index.all
+        per_node = 0
+        for r in requirements:
+            mask &= _pools_meeting(r, index)
+            per_node |= index.per_node.get(r.key, 0)
+        named = self._named(requirements, term)
+        if named is not None:
+            by_pool: dict[int, list[str]] = {}
+            for node in named:
+                i = self.inventory.pool_of_node.get(node)
+                if i is not None and mask >> i & 1:
+                    by_pool.setdefault(i, []).append(node)
+            return self._check_nodes(by_pool.items(), term)
+        if term is not None and term.fields:  # NotIn on metadata.name: node by node
+            per_node = mask
+        definite = mask & ~per_node
+        pools = self.inventory.pools
+        return definite | self._check_nodes(((i, pools[i].members) for i in _bits(mask & per_node)), term)
+
+    def _check_nodes(self, candidates: Iterable[tuple[int, Iterable[str]]], term: Term | None) -> int:
+        mask = 0
+        for i, nodes in candidates:
+            pool = self.inventory.pools[i]
+            if any(self.node_passes(pool, n, term) for n in nodes):
+                mask |= 1 << i
+        return mask
+
+    def pools(self) -> tuple[Pool, ...]:
         terms: tuple[Term | None, ...] = (None,) if self.c.terms is None else self.c.terms
+        mask = 0
         for term in terms:
-            if term is not None:
-                if term.empty:
-                    continue
-                shared = [r for r in term.expressions if r.key not in pool.identity_keys]
-                if not all(requirement_matches(r, pool.labels) for r in shared):
-                    continue
-                if not selector_per_node and not term.fields and len(shared) == len(term.expressions):
-                    return True
-            elif not selector_per_node:
-                return True
-            if any(self.node_passes(pool, n, term) for n in self.candidates(index, pool, term)):
-                return True
-        return False
+            if term is None or not term.empty:
+                mask |= self.term_pools(term)
+        pools = self.inventory.pools
+        for i in _bits(mask & self.inventory.index.tainted):
+            if not tolerated(pools[i].taints, self.c.tolerations, BLOCKING_EFFECTS):
+                mask &= ~(1 << i)
+        return tuple(pools[i] for i in _bits(mask))
 
     def pinned(self, node: str) -> tuple[Pool, ...]:
         # nodeName bypasses the scheduler: NoSchedule taints do not apply, NoExecute ones evict.
@@ -156,4 +205,4 @@ def place(constraints: Constraints, inventory: Inventory) -> Placement:
     placer = _Placer(inventory, constraints)
     if constraints.node_name is not None:
         return Placement(placer.pinned(constraints.node_name))
-    return Placement(tuple(p for i, p in enumerate(inventory.pools) if placer.pool_admits(i, p)))
+    return Placement(placer.pools())

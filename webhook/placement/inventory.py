@@ -8,7 +8,7 @@ node's name) stay out of the signature and are resolved through a name index.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,21 +166,46 @@ def _pool_name(labels: Mapping[str, str], first_node: str) -> str:
 
 
 @dataclass(frozen=True)
+class PoolIndex:
+    """Pools as bit masks (bit i = pool i), so one requirement is answered for every pool at once."""
+
+    all: int
+    by_value: Mapping[str, Mapping[str, int]]  # shared label key -> value -> pools carrying it
+    by_key: Mapping[str, int]  # shared label key -> pools carrying it, any value
+    per_node: Mapping[str, int]  # label key -> pools where it is a per-node label
+    tainted: int  # pools with taints that can block scheduling
+
+    @classmethod
+    def of(cls, pools: Sequence[Pool]) -> PoolIndex:
+        by_value: dict[str, dict[str, int]] = {}
+        by_key: dict[str, int] = {}
+        per_node: dict[str, int] = {}
+        tainted = 0
+        for i, pool in enumerate(pools):
+            bit = 1 << i
+            for key, value in pool.labels.items():
+                values = by_value.setdefault(key, {})
+                values[value] = values.get(value, 0) | bit
+                by_key[key] = by_key.get(key, 0) | bit
+            for key in pool.identity_keys:
+                per_node[key] = per_node.get(key, 0) | bit
+            if pool.taints:
+                tainted |= bit
+        return cls((1 << len(pools)) - 1, by_value, by_key, per_node, tainted)
+
+
+@dataclass(frozen=True)
 class Inventory:
     pools: tuple[Pool, ...]
     pool_of_node: Mapping[str, int]
     nodes_by_hostname: Mapping[str, tuple[str, ...]]
+    label_keys: frozenset[str] = frozenset()  # every label key some node carries
+    identity_keys: frozenset[str] = frozenset()  # every per-node label key, over all pools
+    index: PoolIndex = PoolIndex(0, {}, {}, {}, 0)
 
     @property
     def node_count(self) -> int:
         return len(self.pool_of_node)
-
-    @property
-    def label_keys(self) -> frozenset[str]:
-        """Every label key some node carries."""
-        return frozenset(k for p in self.pools for k in p.labels) | frozenset().union(
-            *(p.identity_keys for p in self.pools)
-        )
 
     @classmethod
     def build(cls, nodes: Iterable[Node], config: Config) -> Inventory:
@@ -220,4 +245,9 @@ class Inventory:
                     identity_keys=frozenset().union(*(ident for _, ident in members)),
                 )
             )
-        return cls(tuple(pools), pool_of_node, {k: tuple(v) for k, v in by_hostname.items()})
+        identity_keys = frozenset().union(*(p.identity_keys for p in pools))
+        label_keys = frozenset(k for p in pools for k in p.labels) | identity_keys
+        by_hostname_tuples = {k: tuple(v) for k, v in by_hostname.items()}
+        return cls(
+            tuple(pools), pool_of_node, by_hostname_tuples, label_keys, identity_keys, PoolIndex.of(pools)
+        )
