@@ -6,12 +6,10 @@ The binaries come from ``KUBEBUILDER_ASSETS``; without them the tests skip local
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +24,15 @@ from .harness import (
     delete_node_pool,
     find_assets,
     unique_pool_name,
-    wait_for,
 )
 from .webhook_fixture import (
     SESSION_CONFIG,
-    VALIDATING_WEBHOOK,
+    SessionPools,
+    SessionWebhook,
     WebhookProcess,
     register,
     unregister,
+    wait_until_webhook_answers,
     webhook_configurations,
 )
 
@@ -139,17 +138,6 @@ def node_pools(core_v1: k8s.CoreV1Api) -> Iterator[Callable[..., list[k8s.V1Node
 # ------------------------------------------------------------------------------------- the real webhook
 
 
-@dataclass(frozen=True)
-class SessionPools:
-    """The session's node pools: general-purpose (Ubuntu, 2 nodes), Flatcar (2), Azure Linux OS Guard (1).
-    Node names per pool, sorted."""
-
-    general: str
-    flatcar: str
-    osguard: str
-    nodes: dict[str, list[str]]
-
-
 @pytest.fixture(scope="session")
 def session_pools(api_client: k8s.ApiClient) -> Iterator[SessionPools]:
     core = k8s.CoreV1Api(api_client)
@@ -168,55 +156,6 @@ def session_pools(api_client: k8s.ApiClient) -> Iterator[SessionPools]:
     finally:
         for pool in created:
             delete_node_pool(core, pool)
-
-
-@dataclass(frozen=True)
-class SessionWebhook:
-    process: WebhookProcess
-    pools: SessionPools
-    configurations: tuple[dict[str, Any], ...]
-
-
-def api_message(exc: k8s.ApiException) -> str:
-    """The message of the Status an ApiException carries ("" if the body is not a Status)."""
-    try:
-        return str(json.loads(exc.body or "{}").get("message", ""))
-    except ValueError:
-        return ""
-
-
-def _probe_pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}], **spec},
-    }
-
-
-def wait_until_webhook_answers(core: k8s.CoreV1Api, namespace: str, flatcar_pool: str, *,
-                               timeout: float = 30.0) -> None:  # fmt: skip
-    """Poll server-side dry-run creates until the apiserver calls both webhooks: a hostPath pod pinned to
-    the Flatcar pool is denied with our message, and an unconstrained hostPID pod comes back steered."""
-    denied = _probe_pod("e2e-probe-denied", {
-        "nodeSelector": {"agentpool": flatcar_pool},
-        "volumes": [{"name": "host", "hostPath": {"path": "/var/lib/probe"}}],
-    })  # fmt: skip
-    steered = _probe_pod("e2e-probe-steered", {"hostPID": True})
-
-    def validating() -> bool:
-        try:
-            core.create_namespaced_pod(namespace, denied, dry_run="All")
-        except k8s.ApiException as exc:
-            return exc.status == 403 and f'"{VALIDATING_WEBHOOK}" denied' in api_message(exc)
-        return False
-
-    def mutating() -> bool:
-        pod = core.create_namespaced_pod(namespace, steered, dry_run="All")
-        return "immutable-os.io/steered" in (pod.metadata.annotations or {})
-
-    wait_for(validating, timeout=timeout, message="the apiserver to call the validating webhook")
-    wait_for(mutating, timeout=timeout, message="the apiserver to call the mutating webhook")
 
 
 @pytest.fixture(scope="session")

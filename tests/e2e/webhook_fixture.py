@@ -21,6 +21,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 import yaml
@@ -321,3 +322,63 @@ def unregister(api: k8s.ApiClient, configurations: Sequence[Mapping[str, Any]]) 
 
 def pool_nodes(core: k8s.CoreV1Api, pool: str) -> list[str]:
     return sorted(n.metadata.name for n in core.list_node(label_selector=f"agentpool={pool}").items)
+
+
+@dataclass(frozen=True)
+class SessionPools:
+    """The session's node pools: general-purpose (Ubuntu, 2 nodes), Flatcar (2), Azure Linux OS Guard (1).
+    Node names per pool, sorted."""
+
+    general: str
+    flatcar: str
+    osguard: str
+    nodes: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class SessionWebhook:
+    process: WebhookProcess
+    pools: SessionPools
+    configurations: tuple[dict[str, Any], ...]
+
+
+def api_message(exc: k8s.ApiException) -> str:
+    """The message of the Status an ApiException carries ("" if the body is not a Status)."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))
+    except ValueError:
+        return ""
+
+
+def _probe_pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}], **spec},
+    }
+
+
+def wait_until_webhook_answers(core: k8s.CoreV1Api, namespace: str, flatcar_pool: str, *,
+                               timeout: float = 30.0) -> None:  # fmt: skip
+    """Poll server-side dry-run creates until the apiserver calls both webhooks: a hostPath pod pinned to
+    the Flatcar pool is denied with our message, and an unconstrained hostPID pod comes back steered."""
+    denied = _probe_pod("e2e-probe-denied", {
+        "nodeSelector": {"agentpool": flatcar_pool},
+        "volumes": [{"name": "host", "hostPath": {"path": "/var/lib/probe"}}],
+    })  # fmt: skip
+    steered = _probe_pod("e2e-probe-steered", {"hostPID": True})
+
+    def validating() -> bool:
+        try:
+            core.create_namespaced_pod(namespace, denied, dry_run="All")
+        except k8s.ApiException as exc:
+            return exc.status == 403 and f'"{VALIDATING_WEBHOOK}" denied' in api_message(exc)
+        return False
+
+    def mutating() -> bool:
+        pod = core.create_namespaced_pod(namespace, steered, dry_run="All")
+        return "immutable-os.io/steered" in (pod.metadata.annotations or {})
+
+    wait_for(validating, timeout=timeout, message="the apiserver to call the validating webhook")
+    wait_for(mutating, timeout=timeout, message="the apiserver to call the mutating webhook")
