@@ -308,3 +308,36 @@ def test_errored_follows_the_configured_stance() -> None:
     assert errored("u", "boom", allow=True)["response"]["allowed"] is True
     denied = errored("u", "boom", allow=False)["response"]
     assert denied["allowed"] is False and denied["uid"] == "u" and denied["status"]["code"] == 403
+
+
+def test_warnings_escape_control_characters_the_apiserver_would_drop() -> None:
+    pod = tweak(host_path("/var/log\tarchive\n"), ON_FLATCAR)
+    verdict = validate(pod, Config(mode=Mode.WARN))
+    warnings = respond("u", verdict, Endpoint.VALIDATE)["response"]["warnings"]
+    assert all(w.isprintable() for w in warnings)
+    assert any("/var/log\\tarchive\\n" in w for w in warnings)
+
+
+def test_workload_update_that_keeps_the_template_is_not_judged_again() -> None:
+    deployment = wrap(tweak(set_field("hostPID", True), ON_FLATCAR), "ReplicaSet")
+    scaled = {**deployment, "spec": {**deployment["spec"], "replicas": 0}}
+    request = replace(request_for(scaled, operation="UPDATE"), old_object=deployment)
+    context: dict[str, Any] = {"config": Config(), "inventory": mixed_inventory(), "namespace_labels": {}}
+    assert judge(request, endpoint=Endpoint.VALIDATE, **context).outcome is Outcome.SKIPPED
+    fixed = wrap(tweak(ON_UBUNTU), "ReplicaSet")
+    changed = replace(request_for(deployment, operation="UPDATE"), old_object=fixed)
+    assert judge(changed, endpoint=Endpoint.VALIDATE, **context).outcome is Outcome.DENIED
+    assert (
+        judge(replace(changed, old_object=None), endpoint=Endpoint.VALIDATE, **context).outcome
+        is Outcome.DENIED
+    )
+
+
+def test_read_review_keeps_the_old_object() -> None:
+    review = review_for(tweak(), operation="UPDATE")
+    review["request"]["oldObject"] = tweak(ON_UBUNTU)
+    assert read_review(review).old_object == tweak(ON_UBUNTU)
+    review["request"]["oldObject"] = "x"
+    with pytest.raises(ReviewError) as err:
+        read_review(review)
+    assert err.value.field == "request.oldObject"

@@ -63,6 +63,7 @@ class Request:
     groups: frozenset[str]
     dry_run: bool
     object: Mapping[str, Any] | None
+    old_object: Mapping[str, Any] | None = None
 
     @property
     def display_name(self) -> str:
@@ -103,6 +104,9 @@ def read_review(body: Any) -> Request:
     obj = request.get("object")
     if obj is not None and not isinstance(obj, Mapping):
         raise ReviewError("not an object", field="request.object")
+    old = request.get("oldObject")
+    if old is not None and not isinstance(old, Mapping):
+        raise ReviewError("not an object", field="request.oldObject")
     if obj is None and operation in ("CREATE", "UPDATE"):
         raise ReviewError(f"{operation} without an object", field="request.object")
     return Request(
@@ -116,6 +120,7 @@ def read_review(body: Any) -> Request:
         groups=frozenset(str(g) for g in groups) if isinstance(groups, list) else frozenset(),
         dry_run=bool(request.get("dryRun", False)),
         object=obj,
+        old_object=old,
     )
 
 
@@ -161,6 +166,13 @@ def _exemption(request: Request, pod: PodSpecView, config: Config) -> str:
     return ""
 
 
+def _template(obj: Mapping[str, Any] | None, kind: str) -> Any:
+    node: Any = obj
+    for part in POD_TEMPLATE_PATHS[kind]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
 def _judged(request: Request) -> bool:
     if request.operation not in ("CREATE", "UPDATE") or request.kind not in POD_TEMPLATE_PATHS:
         return False
@@ -170,7 +182,15 @@ def _judged(request: Request) -> bool:
         if request.sub_resource:
             return request.sub_resource == "ephemeralcontainers"
         return request.operation == "CREATE"
-    return not request.sub_resource
+    if request.sub_resource:
+        return False
+    # An update that leaves the pod template as it was (a scale, a controller's ownerReferences or
+    # finalizers, a status) was judged when the template was written; judging it again would block the
+    # controllers rolling out the user's fix once a pool turned immutable.
+    unchanged = request.operation == "UPDATE" and request.old_object is not None
+    return not (
+        unchanged and _template(request.object, request.kind) == _template(request.old_object, request.kind)
+    )
 
 
 def _pools(pools: Sequence[Pool], limit: int = 3) -> str:
@@ -337,8 +357,16 @@ def _steer(case: _Case, inventory: Inventory | None) -> Verdict | SteeringRefusa
     )
 
 
+def _printable(text: str) -> str:
+    """Control characters escaped: the apiserver drops a warning that holds any (they travel in a
+    Warning header), and a hostPath may well contain a tab or a newline."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _cap_warnings(warnings: Sequence[str]) -> list[str]:
-    capped = [_cap(WARNING_PREFIX + w, MAX_WARNING_LENGTH) for w in warnings]
+    capped = [_cap(_printable(WARNING_PREFIX + w), MAX_WARNING_LENGTH) for w in warnings]
     if len(capped) > MAX_WARNINGS:
         capped = [*capped[: MAX_WARNINGS - 1], f"{WARNING_PREFIX}and {len(capped) - MAX_WARNINGS + 1} more"]
     return capped
