@@ -96,8 +96,9 @@ def workload(kind: str, name: str, template: Mapping[str, Any]) -> dict[str, Any
 
 
 def kubectl(cp: ControlPlane, namespace: str, verb: str, obj: Mapping[str, Any], *flags: str) -> Result:
-    """`kubectl <verb> -n <namespace> -f -` with `obj` on stdin (verb: create or apply)."""
-    return cp.kubectl(verb, "-n", namespace, "-f", "-", *flags, input=yaml.safe_dump(dict(obj)))
+    """`kubectl <verb> -n <namespace> -f -` with `obj` on stdin (verb: create or apply). JSON, not YAML:
+    kubectl reads YAML 1.1, where PyYAML's unquoted `y` or `n` would be a boolean."""
+    return cp.kubectl(verb, "-n", namespace, "-f", "-", *flags, input=json.dumps(obj))
 
 
 def warnings_of(result: Result) -> list[str]:
