@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from dataclasses import replace
 from typing import Any
@@ -341,3 +342,32 @@ def test_read_review_keeps_the_old_object() -> None:
     with pytest.raises(ReviewError) as err:
         read_review(review)
     assert err.value.field == "request.oldObject"
+
+
+def test_ephemeral_container_is_judged_on_what_it_adds() -> None:
+    running = tweak(host_path("/data", read_only=True), set_field("hostPID", True),
+                    set_field("nodeName", "aks-flatcar-1234-vmss000001"))  # fmt: skip
+    harmless = copy.deepcopy(running)
+    harmless["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "busybox"}]
+    request = replace(request_for(harmless, operation="UPDATE", sub_resource="ephemeralcontainers"),
+                      old_object=running)  # fmt: skip
+    context: dict[str, Any] = {"config": Config(), "inventory": mixed_inventory(), "namespace_labels": {}}
+    assert judge(request, endpoint=Endpoint.VALIDATE, **context).outcome is Outcome.CLEAN
+    writer = copy.deepcopy(running)
+    writer["spec"]["ephemeralContainers"] = [
+        {"name": "dbg", "image": "busybox", "volumeMounts": [{"name": "host", "mountPath": "/d"}]}
+    ]
+    verdict = judge(replace(request, object=writer), endpoint=Endpoint.VALIDATE, **context)
+    assert verdict.outcome is Outcome.DENIED and "writable in dbg" in verdict.message
+    assert [f.check for f in verdict.findings] == ["host-path"]
+
+
+def test_generated_names_are_shown_as_prefixes() -> None:
+    pod = tweak(ON_FLATCAR, set_field("hostIPC", True))
+    pod["metadata"] = {"generateName": "agent-", "namespace": "default"}
+    request = read_review(review_for(pod))
+    assert request.name == "agent-*"
+    verdict = judge(
+        request, endpoint=Endpoint.VALIDATE, config=Config(), inventory=mixed_inventory(), namespace_labels={}
+    )
+    assert verdict.message.startswith("Pod default/agent-* needs host access")

@@ -80,6 +80,16 @@ def _require(data: Any, key: str, where: str, kind: type) -> Any:
     return value
 
 
+def _object_name(obj: Mapping[str, Any] | None) -> str:
+    """The object's name; before the apiserver generates one (mutation sees none), `prefix-*`."""
+    meta = (obj or {}).get("metadata") or {}
+    if not isinstance(meta, Mapping):
+        return ""
+    if meta.get("name"):
+        return str(meta["name"])
+    return f"{meta['generateName']}*" if meta.get("generateName") else ""
+
+
 def read_review(body: Any) -> Request:
     """A `Request` from a decoded AdmissionReview body; ReviewError names what is missing."""
     if not isinstance(body, Mapping):
@@ -115,7 +125,7 @@ def read_review(body: Any) -> Request:
         kind=kind,
         sub_resource=str(request.get("subResource") or ""),
         namespace=str(request.get("namespace") or ""),
-        name=str(request.get("name") or (obj or {}).get("metadata", {}).get("name") or ""),
+        name=str(request.get("name") or _object_name(obj)),
         username=str(user.get("username") or ""),
         groups=frozenset(str(g) for g in groups) if isinstance(groups, list) else frozenset(),
         dry_run=bool(request.get("dryRun", False)),
@@ -294,6 +304,10 @@ def judge(
     if mode is Mode.OFF:
         return Verdict(Outcome.OFF, mode=mode)
     findings = policy.evaluate(pod, config)
+    if request.sub_resource == "ephemeralcontainers" and request.old_object is not None:
+        # Judge what the debug container adds, not the host access the running pod already had.
+        before = set(policy.evaluate(pod_spec_view(request.old_object, request.kind), config))
+        findings = tuple(f for f in findings if f not in before)
     if not findings:
         return Verdict(Outcome.CLEAN, mode=mode)
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)

@@ -924,3 +924,27 @@ def test_fixing_a_deployment_after_its_pool_turned_immutable_rolls_out(
         return not deployments and not replica_sets()
 
     wait_for(gone, timeout=20, message=lambda: f"foreground deletion, ReplicaSets now {replica_sets()}")
+
+
+def test_debug_container_is_judged_on_what_it_adds_to_a_running_pod(
+    webhook: SessionWebhook,
+    control_plane: ControlPlane,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+    tmp_path: Any,
+) -> None:
+    """A pod that already has host access on a Flatcar node (admitted in warn mode): a plain debug
+    container adds nothing and is allowed in enforce; one that mounts the hostPath volume writable is not."""
+    node = webhook.pools.nodes[webhook.pools.flatcar][0]
+    label_namespace(core_v1, namespace, "warn")
+    assert outcome(kubectl(control_plane, namespace, "create", pod("app", node_name=node, host_path="/data",
+                                                                   host_pid=True))) == "warned"  # fmt: skip
+    label_namespace(core_v1, namespace, None)
+    debug = ("debug", "pod/app", "-n", namespace, "--image=busybox", "--attach=false", "-q")
+    plain = control_plane.kubectl(*debug, "--profile=general")
+    assert plain.returncode == 0, plain.stderr
+    custom = tmp_path / "mount.json"
+    custom.write_text(json.dumps({"volumeMounts": [{"name": "host", "mountPath": "/host"}]}))
+    writer = control_plane.kubectl(*debug, "--profile=general", f"--custom={custom}")
+    assert writer.returncode != 0 and DENIED_BY in writer.stderr, writer
+    assert "writable in debugger" in writer.stderr
