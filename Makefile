@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ASSETS = export "$$(hack/control-plane.sh | tail -1)"
 LOCAL := .local
 
-.PHONY: setup control-plane test unit e2e lint check run bench clean
+.PHONY: setup control-plane test unit e2e lint check run bench clean kind-up kind-demo kind-down
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ bench:
 	$(BIN)/python bench/decisions.py
 	$(BIN)/python bench/server.py
 	$(ASSETS) && $(BIN)/python bench/apiserver.py
+
+# Local testing on kind (needs docker, kind, kubectl, helm; see docs/install.md). Not run by CI.
+kind-up:
+	$(MAKE) -f hack/kind/Makefile up
+
+kind-demo:
+	$(MAKE) -f hack/kind/Makefile demo
+
+kind-down:
+	$(MAKE) -f hack/kind/Makefile down
 
 clean:
 	rm -rf $(VENV) $(LOCAL) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
