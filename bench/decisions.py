@@ -291,6 +291,17 @@ def daemonset_pod(node: str) -> dict[str, Any]:
     return pod
 
 
+def nowhere_pod() -> dict[str, Any]:
+    """The agent pod with a per-node requirement no node meets (`hostname DoesNotExist`): the worst case,
+    since no pool can be answered from its shared labels and no node ends the search early."""
+    pod = agent_pod()
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    terms["nodeSelectorTerms"][0]["matchExpressions"].append(
+        {"key": "kubernetes.io/hostname", "operator": "DoesNotExist"}
+    )
+    return pod
+
+
 def avoiding_pod(node: str) -> dict[str, Any]:
     """The agent pod kept off one named node (`hostname NotIn`): a per-node label the pools cannot answer."""
     pod = agent_pod()
@@ -340,6 +351,8 @@ def cases(nodes: list[Node], specs: list[PoolSpec]) -> list[Case]:
              "extra: as the DaemonSet controller creates it, matchFields metadata.name In [a general node]"),
         Case("avoid", request_for(avoiding_pod(general_node)), (True, Outcome.GENERAL),
              "extra: steered pod with kubernetes.io/hostname NotIn [one node] (per-node label)"),
+        Case("no-node", request_for(nowhere_pod()), (False, Outcome.NOWHERE),
+             "extra, worst case: kubernetes.io/hostname DoesNotExist, which no node meets"),
     ]  # fmt: skip
 
 
