@@ -80,7 +80,8 @@ class Helm:
 
     def values_file(self, values: Mapping[str, Any]) -> str:
         path = self.home / f"values-{secrets.token_hex(4)}.yaml"
-        path.write_text(yaml.safe_dump(dict(values)))
+        # JSON, which is YAML with every string quoted: helm would read an unquoted "1369e4" as a number.
+        path.write_text(json.dumps(values))
         return str(path)
 
     def template(self, release: str, namespace: str, values: Mapping[str, Any]) -> str:
