@@ -113,14 +113,11 @@ class NotReady:
 
 
 def service_for(
-    config: Config | None = None,
-    namespaces: dict[str, dict[str, str]] | None = None,
-    source: server.InventorySource | None = None,
+    config: Config | None = None, source: server.InventorySource | None = None
 ) -> server.AdmissionService:
     config = config or Config()
     state = server.InventoryState(config)
     state.set_nodes(example_nodes())
-    state.namespaces = namespaces or {}
     return server.AdmissionService(config, state, source or server.StaticSource())
 
 
