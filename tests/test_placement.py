@@ -269,3 +269,41 @@ def test_malformed_affinity_names_the_field(terms: list[Any], field: str) -> Non
     with pytest.raises(ManifestError) as err:
         Constraints.of(pod_spec_view(tweak(required_terms(*terms))))
     assert err.value.field.endswith("nodeSelectorTerms[0]." + field)
+
+
+def per_node_inventory() -> Inventory:
+    """One pool whose members differ only in per-node labels; n3 has no hostname label at all."""
+    nodes = [Node(f"n{i}", {"agentpool": "a", "kubernetes.io/hostname": f"h{i}"}) for i in range(3)]
+    nodes.append(Node("n3", {"agentpool": "a", "example.com/node": "n3"}))
+    inventory = Inventory.build(nodes, Config())
+    assert len(inventory.pools) == 1
+    return inventory
+
+
+PER_NODE = [
+    ("hostname DoesNotExist: only n3", [expr("kubernetes.io/hostname", "DoesNotExist")], ["a"]),
+    ("hostname Exists", [expr("kubernetes.io/hostname", "Exists")], ["a"]),
+    ("hostname NotIn every hostname: n3 remains", [expr("kubernetes.io/hostname", "NotIn", "h0", "h1", "h2")], ["a"]),
+    ("NotIn all, and DoesNotExist on n3's label: none", [expr("kubernetes.io/hostname", "NotIn", "h0", "h1", "h2"),
+                                                          expr("example.com/node", "DoesNotExist")], []),
+    ("per-node label In its own name", [expr("example.com/node", "In", "n3")], ["a"]),
+    ("per-node label NotIn, hostname Exists", [expr("example.com/node", "NotIn", "n3"),
+                                                 expr("kubernetes.io/hostname", "Exists")], ["a"]),
+    ("hostname Exists and n3's label Exists: none", [expr("kubernetes.io/hostname", "Exists"),
+                                                      expr("example.com/node", "Exists")], []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("expressions", "expected"), [c[1:] for c in PER_NODE], ids=[c[0] for c in PER_NODE])
+def test_per_node_requirements_are_decided_by_representative_nodes(
+    expressions: list[Any], expected: list[str]
+) -> None:
+    assert lands(tweak(required_terms({"matchExpressions": expressions})), per_node_inventory()) == expected
+
+
+def test_match_fields_not_in_every_member_but_one() -> None:
+    names = ["n0", "n1", "n2"]
+    pod = tweak(required_terms({"matchFields": [expr("metadata.name", "NotIn", *names)]}))
+    assert lands(pod, per_node_inventory()) == ["a"]
+    pod = tweak(required_terms({"matchFields": [expr("metadata.name", "NotIn", *names, "n3")]}))
+    assert lands(pod, per_node_inventory()) == []

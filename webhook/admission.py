@@ -352,8 +352,8 @@ def _steer(case: _Case, inventory: Inventory | None) -> Verdict | SteeringRefusa
         return SteeringRefusal("a running pod cannot be moved")
     immutable = case.placement.of_class(NodeClass.IMMUTABLE)
     profiles = sorted({p.classification.profile for p in immutable})
-    label_keys = inventory.label_keys if inventory is not None else None
-    plan = steer_away_from(request.object, case.pod, profiles, config, label_keys)
+    excluded = inventory.steering_exclusions if inventory is not None else None
+    plan = steer_away_from(request.object, case.pod, profiles, config, excluded=excluded)
     if isinstance(plan, SteeringRefusal):
         return plan
     steered = _place(pod_spec_view(plan.steered_object, request.kind), config, inventory)

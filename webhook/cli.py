@@ -192,20 +192,17 @@ def _wire_nodes(nodes: list[Node]) -> list[dict[str, Any]]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line; messages that are JSON already are merged in, not nested."""
+    """One JSON object a line: time, level, logger, message, and the record's `fields` (from `extra`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                                 "logger": record.name}  # fmt: skip
-        message = record.getMessage()
-        try:
-            parsed = json.loads(message)
-        except ValueError:
-            parsed = None
-        entry.update(parsed if isinstance(parsed, dict) else {"msg": message})
+                                 "logger": record.name, "msg": record.getMessage()}  # fmt: skip
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
 
 
 def configure_logging(level: str) -> None:

@@ -8,7 +8,6 @@ actually reviewed (under spec.template for a Deployment) and only add, so they a
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,40 +15,10 @@ from typing import Any
 from webhook.api import AddOp, JsonPatchOp, pointer
 from webhook.config import STEERED_ANNOTATION, Config, SelectorRequirement, SteeringStrategy
 from webhook.placement.analysis import REQUIRED_AFFINITY
+from webhook.placement.exclusion import exclusions
 from webhook.workloads import PodSpecView
 
-_NEGATION = {"In": "NotIn", "NotIn": "In", "Exists": "DoesNotExist", "DoesNotExist": "Exists"}
-
-
-def exclusions(config: Config, label_keys: frozenset[str] | None = None) -> tuple[SelectorRequirement, ...]:
-    """Node-selector requirements that, ANDed, exclude every node the label evidence marks immutable.
-
-    With `label_keys` (every label key some node carries), keys no node has are left out: a GKE label
-    has no business in an AKS pod's affinity.
-
-    osImage and label-prefix evidence cannot be written as a requirement, nor can a multi-requirement
-    selector be negated by one; pools known only that way stay reachable, which the caller detects.
-    """
-    not_in: dict[str, set[str]] = {}
-    others: set[SelectorRequirement] = set()
-    for profile in config.enabled_profiles:
-        for key, values in profile.labels.items():
-            not_in.setdefault(key, set()).update(values)
-    for selector in config.immutable_node_selectors:
-        if len(selector.requirements) != 1 or selector.requirements[0].operator not in _NEGATION:
-            continue
-        req = selector.requirements[0]
-        negated = _NEGATION[req.operator]
-        if negated == "NotIn":
-            not_in.setdefault(req.key, set()).update(req.values)
-        else:
-            others.add(SelectorRequirement(req.key, negated, req.values))
-    absent = {r.key for r in others if r.operator == "DoesNotExist"}
-    result = [SelectorRequirement(k, "NotIn", tuple(sorted(v))) for k, v in not_in.items() if k not in absent]
-    result += others
-    if label_keys is not None:
-        result = [r for r in result if r.key in label_keys]
-    return tuple(sorted(result, key=lambda r: (r.key, r.operator, r.values)))
+__all__ = ["SteeringPlan", "SteeringRefusal", "apply_patch", "exclusions", "steer_away_from"]
 
 
 def _term_excludes(expressions: Sequence[Any], req: SelectorRequirement) -> bool:
@@ -149,6 +118,8 @@ def steer_away_from(
     profiles: Sequence[str],
     config: Config,
     label_keys: frozenset[str] | None = None,
+    *,
+    excluded: tuple[SelectorRequirement, ...] | None = None,
 ) -> SteeringPlan | SteeringRefusal:
     """Patch `obj` (the reviewed object holding `pod`) so its pods avoid immutable pools."""
     base = (*pod.template_path, "spec")
@@ -159,7 +130,7 @@ def steer_away_from(
             return result
         ops = result
     else:
-        excl = exclusions(config, label_keys)
+        excl = exclusions(config, label_keys) if excluded is None else excluded
         if not excl:
             return SteeringRefusal("no enabled profile or selector has label evidence to exclude")
         ops = _affinity_ops(pod, excl, base)
@@ -173,7 +144,8 @@ def apply_patch(obj: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> dict[str,
     """Apply our add-only patches to `obj` without changing it (RFC 6902 `add`, `-` appends).
 
     Copy on write: only the containers along each op's path are copied, the rest is shared with `obj`,
-    so steering a large pod costs what the patch touches, not what the pod holds.
+    so steering a large pod costs what the patch touches, not what the pod holds. The op values are
+    shared too: the result is for reading (placing it again), like the patch itself.
     """
     root: dict[str, Any] = dict(obj)
     copied = {id(root)}
@@ -193,7 +165,7 @@ def apply_patch(obj: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> dict[str,
                 child = target[key] = own(child)
             target = child
         last = parts[-1]
-        value = copy.deepcopy(op["value"])
+        value = op["value"]
         if isinstance(target, list):
             if last == "-":
                 target.append(value)

@@ -78,7 +78,7 @@ class InventoryState:
             except NodeListError as err:
                 self.errors += 1
                 logging.getLogger("webhook.inventory").warning(
-                    json.dumps({"msg": "skipped node", "error": str(err)})
+                    "skipped node", extra={"fields": {"error": str(err)}}
                 )
         inventory = Inventory.build(nodes, self.config)
         with self._lock:
@@ -231,8 +231,8 @@ class AdmissionService:
             message = (
                 err.describe() if isinstance(err, WebhookError) else f"internal error ({type(err).__name__})"
             )
-            review_log.exception(json.dumps({"msg": "review failed", "uid": uid, "endpoint": endpoint.value,
-                                             "error": message}))  # fmt: skip
+            fields = {"uid": uid, "endpoint": endpoint.value, "error": message}
+            review_log.exception("review failed", extra={"fields": fields})
             return AsciiJSONResponse(errored(uid, message, allow=self.config.allow_on_internal_error))
         answer = respond(uid, verdict, endpoint)
         elapsed = time.perf_counter() - started
@@ -247,19 +247,16 @@ class AdmissionService:
         self.metrics.latency.labels(endpoint.value).observe(elapsed)
         for finding in verdict.findings:
             self.metrics.findings.labels(endpoint.value, finding.check).inc()
-        if verdict.outcome is Outcome.SKIPPED and not verdict.findings:
-            return
-        if review_log.isEnabledFor(logging.INFO):
-            review_log.info(
-                json.dumps(
-                    {
-                        "msg": "review", "uid": uid, "endpoint": endpoint.value, **context,
-                        "decision": verdict.outcome.value, "allowed": verdict.allowed, "mode": mode,
-                        "findings": [f"{f.check}:{f.field}" for f in verdict.findings],
-                        "steered": verdict.steered, "ms": round(elapsed * 1000, 3),
-                    }
-                )
-            )  # fmt: skip
+        # Reviews without host access (or not judged at all) are the bulk: logged at debug only.
+        level = logging.INFO if verdict.findings or verdict.outcome is Outcome.EXEMPT else logging.DEBUG
+        if review_log.isEnabledFor(level):
+            findings = [f"{f.check}:{f.field}" for f in verdict.findings]
+            fields = {
+                "uid": uid, "endpoint": endpoint.value, **context, "decision": verdict.outcome.value,
+                "allowed": verdict.allowed, "mode": mode, "findings": findings, "steered": verdict.steered,
+                "ms": round(elapsed * 1000, 3),
+            }  # fmt: skip
+            review_log.log(level, "review", extra={"fields": fields})
 
 
 def _uid_of(body: Any) -> str:

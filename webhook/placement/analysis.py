@@ -168,7 +168,32 @@ class _Placer:
             per_node = mask
         definite = mask & ~per_node
         pools = self.inventory.pools
-        return definite | self._check_nodes(((i, pools[i].members) for i in _bits(mask & per_node)), term)
+        candidates = (
+            (i, self._representatives(i, pools[i], requirements, term)) for i in _bits(mask & per_node)
+        )
+        return definite | self._check_nodes(candidates, term)
+
+    def _representatives(
+        self, index: int, pool: Pool, requirements: Iterable[SelectorRequirement], term: Term | None
+    ) -> Iterable[str]:
+        """The nodes that decide for the pool: every node a per-node requirement names by value, and one
+        unnamed node of each variant (they all answer alike). Gt/Lt on a per-node label: every node."""
+        per_node = [r for r in requirements if r.key in pool.identity_keys]
+        if any(r.operator in ("Gt", "Lt") for r in per_node):
+            return pool.members
+        named: set[str] = set()
+        for r in per_node:
+            for value in r.values:
+                named.update(
+                    self.inventory.nodes_by_hostname.get(value, ()) if r.key == HOSTNAME_LABEL else (value,)
+                )
+        for r in term.fields if term else ():
+            named.update(r.values)
+        pool_of_node = self.inventory.pool_of_node
+        chosen = [n for n in sorted(named) if pool_of_node.get(n) == index]
+        for variant in pool.variants:
+            chosen.extend(next(([n] for n in variant if n not in named), []))
+        return chosen
 
     def _check_nodes(self, candidates: Iterable[tuple[int, Iterable[str]]], term: Term | None) -> int:
         mask = 0

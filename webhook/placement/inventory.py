@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.config import PROFILE_LABEL, Config, Profile
+from webhook.config import PROFILE_LABEL, Config, Profile, SelectorRequirement
 from webhook.errors import NodeListError
+from webhook.placement.exclusion import exclusions
 from webhook.placement.selectors import Taint, requirement_matches
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -140,6 +141,9 @@ class Pool:
     members: tuple[str, ...]
     member_labels: Mapping[str, Mapping[str, str]]  # per-node labels (hostname and the like)
     identity_keys: frozenset[str]
+    # Members grouped by which per-node label keys they carry: members no requirement names agree on
+    # every per-node requirement within a group, so one of each group stands for the rest.
+    variants: tuple[tuple[str, ...], ...] = ()
 
     @property
     def node_class(self) -> NodeClass:
@@ -152,6 +156,13 @@ class Pool:
     def describe(self) -> str:
         c = self.classification
         return f"pool {self.name} ({c.profile})" if c.profile else f"pool {self.name}"
+
+
+def _variants(members: Sequence[tuple[Node, frozenset[str]]]) -> tuple[tuple[str, ...], ...]:
+    groups: dict[frozenset[str], list[str]] = {}
+    for node, identity in members:
+        groups.setdefault(identity, []).append(node.name)
+    return tuple(tuple(sorted(names)) for _, names in sorted(groups.items(), key=lambda g: sorted(g[0])))
 
 
 def _identity_keys(node: Node) -> frozenset[str]:
@@ -202,6 +213,7 @@ class Inventory:
     label_keys: frozenset[str] = frozenset()  # every label key some node carries
     identity_keys: frozenset[str] = frozenset()  # every per-node label key, over all pools
     index: PoolIndex = PoolIndex(0, {}, {}, {}, 0)
+    steering_exclusions: tuple[SelectorRequirement, ...] = ()  # what steering appends, for this cluster
 
     @property
     def node_count(self) -> int:
@@ -243,11 +255,18 @@ class Inventory:
                     members=tuple(sorted(n.name for n, _ in members)),
                     member_labels={n.name: {k: n.labels[k] for k in ident} for n, ident in members if ident},
                     identity_keys=frozenset().union(*(ident for _, ident in members)),
+                    variants=_variants(members),
                 )
             )
         identity_keys = frozenset().union(*(p.identity_keys for p in pools))
         label_keys = frozenset(k for p in pools for k in p.labels) | identity_keys
         by_hostname_tuples = {k: tuple(v) for k, v in by_hostname.items()}
         return cls(
-            tuple(pools), pool_of_node, by_hostname_tuples, label_keys, identity_keys, PoolIndex.of(pools)
+            tuple(pools),
+            pool_of_node,
+            by_hostname_tuples,
+            label_keys,
+            identity_keys,
+            PoolIndex.of(pools),
+            exclusions(config, label_keys),
         )
