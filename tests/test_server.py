@@ -479,12 +479,14 @@ async def test_a_valid_review_sent_chunked_is_answered(app: Running) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [("GET", "/mutate", 405), ("GET", "/validate", 405), ("PUT", "/mutate", 405), ("POST", "/healthz", 405),
-     ("POST", "/", 404), ("POST", "/admission", 404), ("GET", "/mutate-v2", 404)],
-    ids=["get-mutate", "get-validate", "put-mutate", "post-healthz", "root", "unknown", "near-miss"],
+     ("POST", "/", 404), ("POST", "/admission", 404), ("GET", "/mutate-v2", 404), ("POST", "/mutate/", 404)],
+    ids=["get-mutate", "get-validate", "put-mutate", "post-healthz", "root", "unknown", "near-miss",
+         "trailing-slash-no-redirect"],
 )  # fmt: skip
 async def test_wrong_method_or_path(app: Running, method: str, path: str, status: int) -> None:
     answer = await app.client.request(method, path, json=review_for(FLATCAR_POD))
     assert answer.status_code == status
+    assert answer.json()["field"] == "<path>" and path in answer.json()["error"]
 
 
 # --- a crash inside judging is still an answer ---------------------------------------------------------

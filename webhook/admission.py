@@ -109,16 +109,20 @@ def read_review(body: Any) -> Request:
     operation = _require(request, "operation", "request.", str)
     user = request.get("userInfo") or {}
     if not isinstance(user, Mapping):
-        raise ReviewError("not an object", field="request.userInfo")
+        raise ReviewError(
+            "not an object", field="request.userInfo", fix="send the userInfo the apiserver sent"
+        )
     groups = user.get("groups") or []
     obj = request.get("object")
     if obj is not None and not isinstance(obj, Mapping):
-        raise ReviewError("not an object", field="request.object")
+        raise ReviewError("not an object", field="request.object", fix="send the object under review")
     old = request.get("oldObject")
     if old is not None and not isinstance(old, Mapping):
-        raise ReviewError("not an object", field="request.oldObject")
+        raise ReviewError("not an object", field="request.oldObject", fix="send the stored object, or null")
     if obj is None and operation in ("CREATE", "UPDATE"):
-        raise ReviewError(f"{operation} without an object", field="request.object")
+        raise ReviewError(
+            f"{operation} without an object", field="request.object", fix="send the object under review"
+        )
     return Request(
         uid=uid,
         operation=operation,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from http import HTTPStatus
 from types import FrameType
 from typing import Any, Protocol, cast
 
@@ -31,6 +32,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -286,15 +288,26 @@ def create_app(service: AdmissionService) -> Starlette:
     async def metrics(request: HttpRequest) -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
+    async def http_error(request: HttpRequest, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        fix = "POST AdmissionReviews to /mutate or /validate; GET /healthz, /readyz, /metrics"
+        return _error(
+            status, f"{request.method} {request.url.path}: {HTTPStatus(status).phrase}", "<path>", fix
+        )
+
+    app = Starlette(
         routes=[
             Route("/mutate", mutate, methods=["POST"]),
             Route("/validate", validate, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-        ]
+        ],
+        exception_handlers={HTTPException: http_error},
     )
+    # /mutate/ is no path of ours; a redirect would only hide a misconfigured webhook URL.
+    app.router.redirect_slashes = False
+    return app
 
 
 class StaticSource:
