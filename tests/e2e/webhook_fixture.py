@@ -133,6 +133,7 @@ class WebhookProcess:
             f"--cert-file={self.cert_path}", f"--key-file={self.key_path}",
             f"--host={LOOPBACK}", f"--port={self.port}",
             f"--kubeconfig={self.control_plane.kubeconfig_path}", f"--config={self.config_path}",
+            "--log-level=debug",  # tests read every review from the log, clean ones included
         ]  # fmt: skip
 
     def alive(self) -> bool:
