@@ -558,16 +558,23 @@ def test_patch_applies_with_jsonpatch_as_with_ours(s: Scenario) -> None:
     assert STEERED_ANNOTATION in pod_spec_view(ours).annotations
 
 
+def placements_before_and_after_steering(s: Scenario) -> tuple[set[str], set[str]] | None:
+    """The pools the spec lands on before and after /mutate's patch; None when it is not steered."""
+    verdict = steered(s)
+    if verdict is None:
+        return None
+    note(describe(s))
+    return placed_pools(s.obj, s.inventory), placed_pools(apply_patch(s.obj, verdict.patch), s.inventory)
+
+
 @FAST
 @given(scenarios(modes=JUDGING, steerable=True))
 def test_steered_placement_excludes_immutable_keeps_general(s: Scenario) -> None:
-    verdict = steered(s)
-    if verdict is None:
+    placements = placements_before_and_after_steering(s)
+    if placements is None:
         return
+    before, after = placements
     inventory = s.inventory
-    before = placed_pools(s.obj, inventory)
-    after = placed_pools(apply_patch(s.obj, verdict.patch), inventory)
-    note(describe(s))
     assert after, "steered to nowhere"
     assert not pools_of(after, inventory, NodeClass.IMMUTABLE)
     if s.config.steering.strategy is SteeringStrategy.AFFINITY:
@@ -579,13 +586,10 @@ def test_steered_placement_excludes_immutable_keeps_general(s: Scenario) -> None
 @given(scenarios(modes=JUDGING, steerable=True))
 def test_steering_never_widens_placement(s: Scenario) -> None:
     """The user's constraints are kept: steering adds no general pool the spec could not land on."""
-    verdict = steered(s)
-    if verdict is None:
+    placements = placements_before_and_after_steering(s)
+    if placements is None:
         return
-    inventory = s.inventory
-    before = placed_pools(s.obj, inventory)
-    after = placed_pools(apply_patch(s.obj, verdict.patch), inventory)
-    note(describe(s))
+    before, after = placements
     assert after <= before, f"steering widened placement by {sorted(after - before)}"
 
 

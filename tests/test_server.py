@@ -12,7 +12,6 @@ import base64
 import contextlib
 import http.client
 import json
-import os
 import queue
 import signal
 import socket
@@ -36,11 +35,11 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import OS_SKU, host_path, review_for, set_field, tweak, wrap
-from webhook import certs, server, tls
+from tests.pki import HOST, Pki
+from webhook import server, tls
 from webhook.config import NAMESPACE_MODE_LABEL, Config
 from webhook.manifests import load_config
 
-HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
 WARNING_PREFIX = "immutable-os: "
 RESPONSE_KEYS = {"uid", "allowed", "status", "patch", "patchType", "auditAnnotations", "warnings"}
@@ -53,39 +52,6 @@ CLEAN_POD = tweak()
 
 
 # --- PKI, inventory, in-process server -----------------------------------------------------------------
-
-
-@dataclass
-class Pki:
-    """A CA, the serving files a CertReloader watches, and the CA file a client trusts."""
-
-    ca: certs.CertificateAuthority
-    serving: certs.ServingCertificate
-    cert_path: Path
-    key_path: Path
-    ca_path: Path
-
-    @classmethod
-    def create(cls, directory: Path) -> Pki:
-        ca = certs.generate_ca("test-ca")
-        pki = cls(ca, cls.issue_from(ca), directory / "tls.crt", directory / "tls.key", directory / "ca.crt")
-        pki.install(pki.serving)
-        pki.ca_path.write_bytes(ca.cert_pem)
-        return pki
-
-    @staticmethod
-    def issue_from(ca: certs.CertificateAuthority) -> certs.ServingCertificate:
-        return certs.issue_serving_cert(ca, "immutable-os-webhook", "webhook-system", ips=[HOST])
-
-    def install(self, serving: certs.ServingCertificate) -> None:
-        """Key then certificate, each written beside its target and renamed over it."""
-        for path, data in ((self.key_path, serving.key_pem), (self.cert_path, serving.cert_pem)):
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_path))
 
 
 @pytest.fixture(scope="module")
@@ -608,7 +574,7 @@ def served_serial(response: httpx.Response) -> int:
 async def test_rotating_the_serving_cert_under_a_stream_of_reviews_fails_nothing(tmp_path: Path) -> None:
     pki = Pki.create(tmp_path)
     old_serial = pki.serving.certificate.serial_number
-    new = Pki.issue_from(pki.ca)
+    new = pki.issue()
     with serving(service_for(), pki, cert_check_seconds=0.02) as served:
         fresh = served.client(limits=httpx.Limits(max_keepalive_connections=0))
         done = 0

@@ -12,7 +12,6 @@ import threading
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from tests.pki import HOST, Pki, replace_file
 from webhook import certs, tls
 
-HOST = "127.0.0.1"
 STREAM_REQUESTS = 200
 STREAM_WORKERS = 4
 
@@ -38,48 +37,9 @@ async def ok(request: Request) -> PlainTextResponse:
 APP = Starlette(routes=[Route("/", ok)])
 
 
-@dataclass
-class Pki:
-    """A CA and the serving files the reloader watches; `trust` is the client's CA bundle file."""
-
-    ca: certs.CertificateAuthority
-    serving: certs.ServingCertificate
-    cert_path: Path
-    key_path: Path
-    trust: Path
-
-    def issue(self, ca: certs.CertificateAuthority | None = None) -> certs.ServingCertificate:
-        return certs.issue_serving_cert(ca or self.ca, "svc", "ns", ips=[HOST])
-
-    @property
-    def serial(self) -> int:
-        return self.serving.certificate.serial_number
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Write beside `path` and rename over it, as a careful operator (or `webhook certs`) does."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def install(pki: Pki, serving: certs.ServingCertificate) -> None:
-    replace_file(pki.key_path, serving.key_pem)
-    replace_file(pki.cert_path, serving.cert_pem)
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
-    ca = certs.generate_ca("test-ca")
-    serving = certs.issue_serving_cert(ca, "svc", "ns", ips=[HOST])
-    pki = Pki(ca, serving, tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "trust.pem")
-    install(pki, serving)
-    pki.trust.write_bytes(ca.cert_pem)
-    return pki
-
-
-def client_context(pki: Pki) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(pki.trust))
+    return Pki.create(tmp_path)
 
 
 @asynccontextmanager
@@ -181,14 +141,14 @@ async def test_rotation_under_load_drops_nothing(pki: Pki, new_ca: bool) -> None
     if new_ca:
         # A CA rotation: clients trust old and new CAs during the overlap, as a caBundle would.
         next_ca = certs.generate_ca("next-ca")
-        pki.trust.write_bytes(pki.ca.cert_pem + next_ca.cert_pem)
+        pki.ca_path.write_bytes(pki.ca.cert_pem + next_ca.cert_pem)
         new = pki.issue(next_ca)
     else:
         new = pki.issue()
     assert new.certificate.serial_number != old_serial
 
     async with serving(reloader) as url:
-        context = client_context(pki)
+        context = pki.client_context()
         fresh = httpx.AsyncClient(verify=context, timeout=5, limits=httpx.Limits(max_keepalive_connections=0))
         kept = httpx.AsyncClient(verify=context, timeout=5)
         async with fresh, kept:
@@ -217,7 +177,7 @@ async def test_rotation_under_load_drops_nothing(pki: Pki, new_ca: bool) -> None
                     if done >= STREAM_REQUESTS // 2:
                         break
                     await asyncio.sleep(0.001)
-                install(pki, new)
+                pki.install(new)
                 assert reloader.check() is True
                 swapped.set()
 
@@ -231,7 +191,7 @@ async def test_rotation_under_load_drops_nothing(pki: Pki, new_ca: bool) -> None
             assert len(serials) == STREAM_REQUESTS
             assert set(serials) == {old_serial, new.certificate.serial_number}
             assert serials[-1] == new.certificate.serial_number
-            assert await served_serial(url, client_context(pki)) == new.certificate.serial_number
+            assert await served_serial(url, pki.client_context()) == new.certificate.serial_number
 
             # The connection opened before the swap keeps its handshake and keeps working.
             after = await kept.get(url)
@@ -318,11 +278,11 @@ async def test_bad_pair_keeps_the_old_certificate_serving(
         warnings_logged = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings_logged) == 1
         assert "still serving the previous certificate" in warnings_logged[0].getMessage()
-        assert await served_serial(url, client_context(pki)) == pki.serial
+        assert await served_serial(url, pki.client_context()) == pki.serial
 
-        install(pki, new)  # the rotation completes
+        pki.install(new)  # the rotation completes
         assert reloader.check() is True
-        assert await served_serial(url, client_context(pki)) == new.certificate.serial_number
+        assert await served_serial(url, pki.client_context()) == new.certificate.serial_number
 
 
 # --- protocol versions ---------------------------------------------------------------------------------
@@ -330,7 +290,7 @@ async def test_bad_pair_keeps_the_old_certificate_serving(
 
 def tls_1_1_client(pki: Pki) -> ssl.SSLContext:
     """A client that offers TLS 1.0-1.1 only. OpenSSL 3 allows those at security level 0 alone."""
-    context = client_context(pki)
+    context = pki.client_context()
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1 and TLSv1_1 are deprecated, rightly
@@ -387,7 +347,7 @@ async def test_uvicorn_refuses_a_tls_1_1_client(pki: Pki) -> None:
         # asyncio's server closes without flushing the alert, so the client sees a reset or an EOF.
         with pytest.raises((ssl.SSLError, ConnectionResetError)):
             await served_serial(url, tls_1_1_client(pki))
-        assert await served_serial(url, client_context(pki)) == pki.serial  # and keeps serving others
+        assert await served_serial(url, pki.client_context()) == pki.serial  # and keeps serving others
 
 
 @pytest.mark.parametrize(
@@ -396,7 +356,7 @@ async def test_uvicorn_refuses_a_tls_1_1_client(pki: Pki) -> None:
 async def test_tls_1_2_and_1_3_clients_are_served(pki: Pki, version: ssl.TLSVersion) -> None:
     reloader = tls.CertReloader(pki.cert_path, pki.key_path)
     async with serving(reloader) as url:
-        assert await served_serial(url, client_context(pki), tls_max=version) == pki.serial
+        assert await served_serial(url, pki.client_context(), tls_max=version) == pki.serial
 
 
 # --- the reload loop and uvicorn wiring ----------------------------------------------------------------
@@ -421,12 +381,12 @@ async def test_run_picks_up_a_rotation_and_survives_a_failing_check(
     async with serving(reloader) as url:
         task = asyncio.create_task(reloader.run(interval=0.01))
         try:
-            install(pki, new)
+            pki.install(new)
             for _ in range(500):  # bounded: 5 s
-                if await served_serial(url, client_context(pki)) == new.certificate.serial_number:
+                if await served_serial(url, pki.client_context()) == new.certificate.serial_number:
                     break
                 await asyncio.sleep(0.01)
-            assert await served_serial(url, client_context(pki)) == new.certificate.serial_number
+            assert await served_serial(url, pki.client_context()) == new.certificate.serial_number
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -438,7 +398,7 @@ async def test_run_picks_up_a_rotation_and_survives_a_failing_check(
 def test_reload_without_memfd_uses_a_private_temp_dir(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "memfd_create", raising=False)
     reloader = tls.CertReloader(pki.cert_path, pki.key_path)
-    install(pki, pki.issue())
+    pki.install(pki.issue())
     assert reloader.check() is True
 
 

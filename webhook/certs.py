@@ -77,9 +77,7 @@ class CertificateError(Exception):
 
 
 @dataclass(frozen=True)
-class CertificateAuthority:
-    """The CA that signs serving certificates; its certificate is the webhook's caBundle."""
-
+class _PemPair:
     cert_pem: bytes
     key_pem: bytes
 
@@ -89,15 +87,13 @@ class CertificateAuthority:
 
 
 @dataclass(frozen=True)
-class ServingCertificate:
+class CertificateAuthority(_PemPair):
+    """The CA that signs serving certificates; its certificate is the webhook's caBundle."""
+
+
+@dataclass(frozen=True)
+class ServingCertificate(_PemPair):
     """The certificate and key the webhook serves TLS with (tls.crt and tls.key)."""
-
-    cert_pem: bytes
-    key_pem: bytes
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.cert_pem)
 
 
 class SecretMetadata(TypedDict):
