@@ -335,7 +335,8 @@ def test_webhook_configurations(helm: str) -> None:
         assert exclusion == {
             "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE],
         }  # fmt: skip
-        assert "objectSelector" not in hook and "matchConditions" not in hook
+        assert "objectSelector" not in hook
+        assert [c["name"] for c in hook["matchConditions"]] == ["host-access"], name
 
     pod_rules = found["pods.immutable-os.io"]["rules"]
     assert [(r["apiGroups"], r["operations"], r["resources"]) for r in pod_rules] == [
@@ -378,7 +379,9 @@ def test_webhook_settings(helm: str) -> None:
             "matchLabels": {"team": "platform"},
         }  # fmt: skip
         assert hook["objectSelector"] == values["webhook"]["objectSelector"]
-        assert hook.get("matchConditions") == ([condition] if "pods" in name else None)
+        conditions = hook["matchConditions"]
+        assert conditions[0]["name"] == "host-access"
+        assert conditions[1:] == ([condition] if "pods" in name else [])
 
     only_validating = template(helm, {"webhook": {"mutating": {"enabled": False}}})
     assert "MutatingWebhookConfiguration" not in kinds(only_validating)
@@ -815,3 +818,39 @@ def test_demo_manifests_show_a_denial_a_warning_and_a_steered_pod(tmp_path: Path
         for doc in yaml.safe_load_all(manifest.read_text()):
             if doc["kind"] == "Pod":
                 assert "namespace" not in doc["metadata"], "demo.sh and the e2e test choose the namespace"
+
+
+def host_access_condition(helm: str, kind: str, values: dict[str, Any] | None = None) -> str | None:
+    found = hooks(template(helm, values or {}))
+    conditions = {
+        c["name"]: c["expression"] for c in found[f"{kind}.immutable-os.io"].get("matchConditions", [])
+    }
+    return conditions.get("host-access")
+
+
+def test_host_access_condition_follows_the_checks_and_the_template_path(helm: str) -> None:
+    pods = host_access_condition(helm, "pods")
+    assert pods is not None and pods.startswith("[object.spec].exists(s, ")
+    for field in ("s.hostPID", "s.hostIPC", "s.hostNetwork", "has(v.hostPath)"):
+        assert field in pods
+    assert "privileged" not in pods  # the privileged check is off by default
+    workloads = host_access_condition(helm, "workloads")
+    assert workloads is not None
+    for path in (
+        "object.spec.template.spec",
+        "object.spec.jobTemplate.spec.template.spec",
+        "object.template.spec",
+    ):
+        assert path in workloads
+    with_privileged = host_access_condition(
+        helm, "pods", {"config": {"checks": {"privileged": {"enabled": True}}}}
+    )
+    assert with_privileged is not None
+    assert all(
+        f"s.{c}.exists(c, " in with_privileged
+        for c in ("containers", "initContainers", "ephemeralContainers")
+    )
+    assert "privileged" in (
+        host_access_condition(helm, "pods", {"config": {"checks": {"privileged": True}}}) or ""
+    )
+    assert host_access_condition(helm, "pods", {"webhook": {"skipPodsWithoutHostAccess": False}}) is None

@@ -546,6 +546,34 @@ def test_chart_made_configurations_judge_the_demo_manifests(
                 annotations
             )
             assert not mutations_by(annotations, fullname), annotations
+
+        # 5. The host-access matchCondition: templates at every path still reach the webhook; objects
+        # without host access never do (the webhook logs every review it gets, at debug).
+        template = {"metadata": {"labels": {"app": "r"}}, "spec": flatcar_pod["spec"]}
+        cron_job = {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": f"cron-{token}"},
+            "spec": {
+                "schedule": "0 * * * *",
+                "jobTemplate": {
+                    "spec": {"template": {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}}
+                },
+            },
+        }
+        pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"tmpl-{token}"},
+                        "template": template}  # fmt: skip
+        for obj in (cron_job, pod_template):
+            refused = dry_run_create(control_plane, enforce_ns, obj)
+            assert refused.returncode == 1 and ONLY_IMMUTABLE in refused.stderr, (obj["kind"], refused.stderr)
+        clean_spec = {k: v for k, v in flatcar_pod["spec"].items() if k != "volumes"}
+        clean_spec["containers"] = [
+            {k: v for k, v in c.items() if k != "volumeMounts"} for c in clean_spec["containers"]
+        ]
+        clean = {**flatcar_pod, "metadata": {"name": f"clean-{token}"}, "spec": clean_spec}
+        assert dry_run_create(control_plane, enforce_ns, clean).returncode == 0
+        judged = {r.get("name") for r in process.reviews()}
+        assert f"cron-{token}" in judged and f"clean-{token}" not in judged, sorted(n for n in judged if n)
     finally:
         with contextlib.suppress(k8s.ApiException):
             core_v1.patch_namespace("kube-system", {"metadata": {"labels": {SCOPE_LABEL: None}}})
