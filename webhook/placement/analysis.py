@@ -158,29 +158,35 @@ class _Placer:
             per_node |= index.per_node.get(r.key, 0)
         named = self._named(requirements, term)
         if named is not None:
-            by_pool: dict[int, list[str]] = {}
-            for node in named:
-                i = self.inventory.pool_of_node.get(node)
-                if i is not None and mask >> i & 1:
-                    by_pool.setdefault(i, []).append(node)
-            return self._check_nodes(by_pool.items(), term)
+            return self._check_nodes(self._by_pool(named, mask).items(), term)
         if term is not None and term.fields:  # NotIn on metadata.name: node by node
             per_node = mask
         definite = mask & ~per_node
         pools = self.inventory.pools
+        check = mask & per_node
+        if not check:
+            return definite
+        per_node_reqs = [r for r in requirements if r.key in self.inventory.identity_keys]
+        if any(r.operator in ("Gt", "Lt") for r in per_node_reqs):  # value order: every node decides
+            return definite | self._check_nodes(((i, pools[i].members) for i in _bits(check)), term)
+        by_value = self._named_by_value(per_node_reqs, term)
+        by_pool = self._by_pool(by_value, check)
         candidates = (
-            (i, self._representatives(i, pools[i], requirements, term)) for i in _bits(mask & per_node)
+            (i, self._representatives(pools[i], by_pool.get(i, []), by_value)) for i in _bits(check)
         )
         return definite | self._check_nodes(candidates, term)
 
-    def _representatives(
-        self, index: int, pool: Pool, requirements: Iterable[SelectorRequirement], term: Term | None
-    ) -> Iterable[str]:
-        """The nodes that decide for the pool: every node a per-node requirement names by value, and one
-        unnamed node of each variant (they all answer alike). Gt/Lt on a per-node label: every node."""
-        per_node = [r for r in requirements if r.key in pool.identity_keys]
-        if any(r.operator in ("Gt", "Lt") for r in per_node):
-            return pool.members
+    def _by_pool(self, nodes: Iterable[str], mask: int) -> dict[int, list[str]]:
+        """`nodes` grouped by the index of their pool, for the pools in `mask`."""
+        grouped: dict[int, list[str]] = {}
+        for node in sorted(nodes):
+            i = self.inventory.pool_of_node.get(node)
+            if i is not None and mask >> i & 1:
+                grouped.setdefault(i, []).append(node)
+        return grouped
+
+    def _named_by_value(self, per_node: Iterable[SelectorRequirement], term: Term | None) -> set[str]:
+        """Every node a per-node requirement or a matchFields value names (hostname values via the index)."""
         named: set[str] = set()
         for r in per_node:
             for value in r.values:
@@ -189,8 +195,13 @@ class _Placer:
                 )
         for r in term.fields if term else ():
             named.update(r.values)
-        pool_of_node = self.inventory.pool_of_node
-        chosen = [n for n in sorted(named) if pool_of_node.get(n) == index]
+        return named
+
+    @staticmethod
+    def _representatives(pool: Pool, named_here: list[str], named: set[str]) -> list[str]:
+        """The nodes that decide for the pool: those named by value, and one unnamed node of each variant
+        (unnamed nodes carrying the same per-node keys answer every requirement alike)."""
+        chosen = list(named_here)
         for variant in pool.variants:
             chosen.extend(next(([n] for n in variant if n not in named), []))
         return chosen
