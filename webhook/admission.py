@@ -249,18 +249,18 @@ class _Case:
         )  # fmt: skip
 
 
-def _fix(case: _Case, refusal: str) -> str:
+def _fix(case: _Case, refusal: SteeringRefusal | None) -> str:
     if case.pod.string("nodeName"):
         return "pin it to a general-purpose node, or drop the host access"
-    if "osImage" in refusal or "cannot be excluded" in refusal:
-        return f"label those nodes {PROFILE_LABEL}=<os> so steering can exclude them, or drop the host access"
+    if refusal is not None and refusal.fix:
+        return refusal.fix
     return (
         "schedule it on a general-purpose pool (nodeSelector or node affinity), drop the host access, or "
         f"ask for an exemption (namespace label {NAMESPACE_MODE_LABEL}=warn)"
     )
 
 
-def _judge_risky(case: _Case, refusal: str) -> Verdict:
+def _judge_risky(case: _Case, refusal: SteeringRefusal | None) -> Verdict:
     """Host access, and it can (or, unsteered, may) land on immutable nodes: the mode decides."""
     immutable = case.placement.of_class(NodeClass.IMMUTABLE)
     where = (
@@ -268,7 +268,7 @@ def _judge_risky(case: _Case, refusal: str) -> Verdict:
         if case.placement.only_immutable
         else "can land on immutable-OS nodes and was not steered away"
     )
-    reason = f" ({refusal})" if refusal else ""
+    reason = f" ({refusal.reason})" if refusal else ""
     whys = "; ".join(dict.fromkeys(policy.why(f.check) for f in case.findings))
     blocking = [f for f in case.findings if case.config.check_settings(f.check).severity is Severity.ERROR]
     if case.mode is Mode.ENFORCE and blocking:
@@ -329,13 +329,13 @@ def judge(
         return case.verdict(Outcome.NOWHERE, warnings=[f"matches no node of the {known} known; not judged"])
     if NodeClass.IMMUTABLE not in placement.classes:
         return case.verdict(Outcome.GENERAL)
-    refusal = ""
+    refusal = None
     if placement.both:
         steering = _steer(case, inventory)
         refusal = (
-            steering.reason
+            steering
             if isinstance(steering, SteeringRefusal)
-            else "the mutating webhook did not steer it"
+            else SteeringRefusal("the mutating webhook did not steer it")
         )
     return _judge_risky(case, refusal)
 
@@ -366,7 +366,9 @@ def _steer(case: _Case, inventory: Inventory | None) -> Verdict | SteeringRefusa
     remaining = steered.of_class(NodeClass.IMMUTABLE)
     if remaining:
         return SteeringRefusal(
-            f"{_pools(remaining)} cannot be excluded by a node label (osImage evidence only)"
+            f"{_pools(remaining)} cannot be excluded by a node label (osImage evidence only)",
+            fix=f"label those nodes {PROFILE_LABEL}=<os> so steering can exclude them, "
+            "or drop the host access",
         )
     checks = ", ".join(dict.fromkeys(f.check for f in case.findings))
     warning = f"{checks}: steered away from {_pools(immutable)} with node {config.steering.strategy.value}"

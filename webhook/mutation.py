@@ -44,6 +44,7 @@ class SteeringPlan:
 @dataclass(frozen=True)
 class SteeringRefusal:
     reason: str
+    fix: str = ""  # what a person does about it, when that is more specific than the general advice
 
 
 def _add(path: str, value: Any) -> AddOp:

@@ -83,10 +83,6 @@ class Placement:
         return sorted(c.value for c in self.classes)
 
 
-def _label_integer_compare(req: SelectorRequirement, value: str) -> bool:
-    return requirement_matches(req, {req.key: value})
-
-
 def _pools_meeting(req: SelectorRequirement, index: PoolIndex) -> int:
     """Pools whose shared labels meet `req`, plus every pool where its key is per-node (checked later)."""
     values = index.by_value.get(req.key, {})
@@ -105,7 +101,7 @@ def _pools_meeting(req: SelectorRequirement, index: PoolIndex) -> int:
     else:  # Gt, Lt: few distinct values per key
         mask = 0
         for value, pools in values.items():
-            if _label_integer_compare(req, value):
+            if requirement_matches(req, {req.key: value}):
                 mask |= pools
     return mask | index.per_node.get(req.key, 0)
 
