@@ -152,7 +152,7 @@ def run_serve(args: argparse.Namespace) -> int:
     source: server.InventorySource
     if args.nodes_file or args.example_nodes:
         nodes = load_nodes(args.nodes_file)
-        state.set_nodes({n["metadata"]["name"]: n for n in _wire_nodes(nodes)})
+        state.replace_nodes(nodes)
         state.namespaces = load_namespace_labels(args.namespace_labels)
         source = server.StaticSource()
     else:
@@ -178,17 +178,6 @@ def run_serve(args: argparse.Namespace) -> int:
         if mirror is not None:
             mirror.stop()
     return 0
-
-
-def _wire_nodes(nodes: list[Node]) -> list[dict[str, Any]]:
-    return [
-        {
-            "metadata": {"name": n.name, "labels": dict(n.labels)},
-            "spec": {"taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in n.taints]},
-            "status": {"nodeInfo": {"osImage": n.os_image, "kernelVersion": n.kernel_version}},
-        }
-        for n in nodes
-    ]
 
 
 class JsonFormatter(logging.Formatter):

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
@@ -82,6 +82,9 @@ class InventoryState:
                 logging.getLogger("webhook.inventory").warning(
                     "skipped node", extra={"fields": {"error": str(err)}}
                 )
+        self.replace_nodes(nodes)
+
+    def replace_nodes(self, nodes: Iterable[Node]) -> None:
         inventory = Inventory.build(nodes, self.config)
         with self._lock:
             self.inventory, self.updated_monotonic = inventory, time.monotonic()
