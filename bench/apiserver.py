@@ -70,7 +70,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.harness import ControlPlane, create_node_pool, free_port, wait_for  # noqa: E402
-from webhook.certs import ca_bundle_b64, generate_ca, issue_serving_cert  # noqa: E402
+from webhook.adapters.certs import ca_bundle_b64, generate_ca, issue_serving_cert  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 NAMESPACE = "bench"

@@ -23,11 +23,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webhook.admission import Endpoint, Outcome, Request, decide, judge
-from webhook.config import Config
-from webhook.mutation import apply_patch
-from webhook.placement import Inventory, Node
-from webhook.placement.selectors import Taint
+from webhook.core.admission import Endpoint, Outcome, Request, decide, judge
+from webhook.core.config import Config
+from webhook.core.mutation import apply_patch
+from webhook.core.placement import Inventory, Node
+from webhook.core.placement.selectors import Taint
 
 SIZES = ((10, 3), (10, 20), (10, 200), (1_000, 3), (1_000, 20), (1_000, 200), (10_000, 3), (10_000, 20),
          (10_000, 200))  # fmt: skip

@@ -1,9 +1,10 @@
 """Reviews per second of the HTTPS service, next to a bare handler on the same stack as the ceiling.
 
 Servers: `ours` is `python -m webhook serve` exactly as deployed (one uvicorn worker, TLS from
-webhook.tls, JSON logs at info on stdout, here /dev/null), with a static AKS-like inventory of 8 pools and
-80 nodes (`--nodes-file`). `ceiling` is a starlette app served by the same `webhook.server.serve` (same
-uvicorn config, same TLS context, same cert watcher) whose one handler parses the JSON body and answers
+webhook.adapters.tls, JSON logs at info on stdout, here /dev/null), with a static AKS-like inventory of 8
+pools and 80 nodes (`--nodes-file`). `ceiling` is a starlette app served by the same
+`webhook.adapters.http.serve` (same uvicorn config, same TLS context, same cert watcher) whose one handler
+parses the JSON body and answers
 `{"apiVersion", "kind", "response": {"uid", "allowed": true}}`. Each runs in its own process, pinned to
 CPU 1 when the machine has two or more; the load generator runs here, pinned to CPU 0.
 
@@ -53,7 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webhook import certs
+from webhook.adapters import certs
 
 HOST = "127.0.0.1"
 CONNECTIONS = (1, 16)
@@ -371,7 +372,8 @@ def run_ceiling(args: argparse.Namespace) -> int:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from webhook import server, tls
+    from webhook.adapters import http as server
+    from webhook.adapters import tls
 
     async def answer(request: Request) -> Response:
         body = json.loads(await request.body())
@@ -646,10 +648,11 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
 
     from starlette.requests import Request as HttpRequest
 
-    from webhook import cli, server
-    from webhook.admission import Endpoint, judge, read_review, respond
-    from webhook.config import Config
-    from webhook.manifests import load_nodes
+    from webhook import cli
+    from webhook.adapters import http as server
+    from webhook.adapters.files import load_nodes
+    from webhook.core.admission import Endpoint, judge, read_review, respond
+    from webhook.core.config import Config
 
     number, repeat = (5, 3) if quick else (20, 7)
 

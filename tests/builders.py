@@ -6,10 +6,10 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from webhook.admission import Request
-from webhook.config import Config
-from webhook.placement import Inventory, Node
-from webhook.placement.selectors import Taint
+from webhook.core.admission import Request
+from webhook.core.config import Config
+from webhook.core.placement import Inventory, Node
+from webhook.core.placement.selectors import Taint
 
 OS_SKU = "kubernetes.azure.com/os-sku"
 IMAGE = {

@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook import certs
+from webhook.adapters import certs
 
 HOST = "127.0.0.1"
 

@@ -23,7 +23,7 @@ from tests.builders import (
     tweak,
     wrap,
 )
-from webhook.admission import (
+from webhook.core.admission import (
     MAX_WARNING_LENGTH,
     MAX_WARNINGS,
     Endpoint,
@@ -35,9 +35,9 @@ from webhook.admission import (
     read_review,
     respond,
 )
-from webhook.config import Config, Mode
+from webhook.core.config import Config, Mode
+from webhook.core.placement import Inventory, Node
 from webhook.errors import ReviewError
-from webhook.placement import Inventory, Node
 
 ON_FLATCAR = set_field("nodeSelector", {OS_SKU: "Flatcar"})
 ON_UBUNTU = set_field("nodeSelector", {OS_SKU: "Ubuntu"})

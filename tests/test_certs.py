@@ -1,4 +1,4 @@
-"""Tests for webhook.certs: the chain verifies, reuse keeps the CA, and every bad flag exits 2 cleanly."""
+"""Tests for webhook.adapters.certs: the chain verifies, reuse keeps the CA, and every bad flag exits 2 cleanly."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from webhook import certs
+from webhook.adapters import certs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)

@@ -29,9 +29,9 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from webhook import certs
+from webhook.adapters import certs
 from webhook.cli import build_parser
-from webhook.config import Config, Mode
+from webhook.core.config import Config, Mode
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "immutable-os-webhook"

@@ -1,4 +1,4 @@
-"""Tests for webhook.cluster: the real kubernetes client against a scriptable fake API on 127.0.0.1."""
+"""Tests for webhook.adapters.cluster: the real kubernetes client against a scriptable fake API on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.fake_apiserver import FakeApiServer
-from webhook.cluster import (
+from webhook.adapters.cluster import (
     Backoff,
     ClusterConfigError,
     ClusterMirror,
@@ -234,7 +234,7 @@ def test_a_410_right_after_a_relist_backs_off(
     mirror = node_mirror(backoff=Backoff(initial_seconds=0.05, max_seconds=1), uniform=lambda: 1.0)
     watching(fake, mirror)
     fake.nodes.watch_answers.extend(["event-410", "http-410"])
-    with caplog.at_level(logging.INFO, logger="webhook.cluster"):
+    with caplog.at_level(logging.INFO, logger="webhook.adapters.cluster"):
         fake.nodes.send_error(410)
         wait_until(
             lambda: mirror.relists == 3 and fake.nodes.open_watches == 1, "watching after three relists"
@@ -282,7 +282,7 @@ def test_server_errors_back_off_then_recover(
         resume_from = mirror.resource_version
         fake.nodes.watch_answers.extend(["http-500", "event-500", "http-500"])
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="webhook.cluster"):
+        with caplog.at_level(logging.WARNING, logger="webhook.adapters.cluster"):
             fake.nodes.drop_watches()
             wait_until(
                 lambda: len(fake.nodes.watch_requests) == 5 and fake.nodes.open_watches == 1, "watching"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webhook.config import Config, HostPathRule, Mode, Severity, SteeringStrategy
+from webhook.core.config import Config, HostPathRule, Mode, Severity, SteeringStrategy
 from webhook.errors import ConfigError
 
 

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from tests.builders import OS_SKU, expr, host_path, request_for, required_terms, set_field, tweak
-from webhook.admission import EVIDENCE_ONLY_NOTE, Endpoint, Outcome, decide, judge
-from webhook.config import Config
-from webhook.mutation import apply_patch
-from webhook.placement import Constraints, NodeClass, place_by_evidence
-from webhook.workloads import pod_spec_view
+from webhook.core.admission import EVIDENCE_ONLY_NOTE, Endpoint, Outcome, decide, judge
+from webhook.core.config import Config
+from webhook.core.mutation import apply_patch
+from webhook.core.placement import Constraints, NodeClass, place_by_evidence
+from webhook.core.workloads import pod_spec_view
 
 
 def classes(*tweaks: Any, config: Config | None = None) -> set[str]:

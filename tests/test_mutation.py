@@ -19,11 +19,11 @@ from tests.builders import (
     tweak,
     wrap,
 )
-from webhook.admission import Endpoint, Outcome, judge
-from webhook.config import Config, NodeLabelSelector, SelectorRequirement
-from webhook.mutation import SteeringPlan, apply_patch, exclusions, steer_away_from
-from webhook.placement import Constraints, Inventory, NodeClass, place
-from webhook.workloads import SUPPORTED_KINDS, pod_spec_view
+from webhook.core.admission import Endpoint, Outcome, judge
+from webhook.core.config import Config, NodeLabelSelector, SelectorRequirement
+from webhook.core.mutation import SteeringPlan, apply_patch, exclusions, steer_away_from
+from webhook.core.placement import Constraints, Inventory, NodeClass, place
+from webhook.core.workloads import SUPPORTED_KINDS, pod_spec_view
 
 NOT_FLATCAR = {
     "key": OS_SKU,

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from tests.builders import OS_SKU, aks_pool, expr, mixed_inventory, required_terms, set_field, tweak
-from webhook.config import Config, SelectorRequirement
+from webhook.core.config import Config, SelectorRequirement
+from webhook.core.placement import Constraints, Inventory, Node, NodeClass, classify, place
+from webhook.core.placement.selectors import Taint, Toleration, requirement_matches, tolerated
+from webhook.core.workloads import pod_spec_view
 from webhook.errors import ManifestError, NodeListError
-from webhook.placement import Constraints, Inventory, Node, NodeClass, classify, place
-from webhook.placement.selectors import Taint, Toleration, requirement_matches, tolerated
-from webhook.workloads import pod_spec_view
 
 LABELS = {"zone": "1", "size": "8", "pool": "gp", "gen": "1_0", "huge": "99999999999999999999"}
 OPERATORS = [

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-import webhook.policy
+import webhook.core.policy
 from tests.builders import host_path, minimal_pod, set_field, tweak
-from webhook.config import CHECK_IDS, Config, HostPathRule
+from webhook.core.config import CHECK_IDS, Config, HostPathRule
+from webhook.core.policy import REGISTRY, evaluate
+from webhook.core.workloads import pod_spec_view
 from webhook.errors import ManifestError
-from webhook.policy import REGISTRY, evaluate
-from webhook.workloads import pod_spec_view
 
 
 def findings(pod: dict[str, Any], config: Config | None = None) -> list[tuple[str, str]]:
@@ -25,7 +25,7 @@ def test_registry_ids_are_unique_and_match_the_config_ids() -> None:
 
 
 def test_every_check_module_is_registered() -> None:
-    package = Path(webhook.policy.__file__).parent
+    package = Path(webhook.core.policy.__file__).parent
     modules = {p.stem for p in package.glob("*.py")} - {"__init__", "base"}
     registered = {check.evaluate.__module__.rsplit(".", 1)[-1] for check in REGISTRY.values()}
     assert modules == registered

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from webhook.admission import Endpoint, Outcome, Request, decide, judge, respond
-from webhook.config import (
+from webhook.core.admission import Endpoint, Outcome, Request, decide, judge, respond
+from webhook.core.config import (
     AKS_IMAGE_VERSION,
     AKS_OS_SKU,
     CHECK_IDS,
@@ -38,11 +38,11 @@ from webhook.config import (
     Steering,
     SteeringStrategy,
 )
-from webhook.mutation import apply_patch
-from webhook.placement import Constraints, Inventory, Node, NodeClass, place
-from webhook.placement.inventory import HOSTNAME_LABEL, TRANSIENT_TAINTS
-from webhook.placement.selectors import Taint
-from webhook.workloads import POD_TEMPLATE_PATHS, pod_spec_view
+from webhook.core.mutation import apply_patch
+from webhook.core.placement import Constraints, Inventory, Node, NodeClass, place
+from webhook.core.placement.inventory import HOSTNAME_LABEL, TRANSIENT_TAINTS
+from webhook.core.placement.selectors import Taint
+from webhook.core.workloads import POD_TEMPLATE_PATHS, pod_spec_view
 
 # ---------------------------------------------------------------------------------------------------------
 # Inventories: pools of AKS nodes, general and immutable, some tainted, a few odd nodes.

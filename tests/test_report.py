@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from tests.builders import OS_SKU, aks_pool, host_path, mixed_inventory, set_field, tweak, wrap
-from webhook.config import Config
-from webhook.placement import Inventory
-from webhook.report import assume_immutable, policy_reports, scan, table
+from webhook.core.config import Config
+from webhook.core.placement import Inventory
+from webhook.core.report import assume_immutable, policy_reports, scan, table
 
 
 def rows_for(objects: list[dict[str, Any]], inventory: Inventory | None = None,

@@ -1,4 +1,4 @@
-"""Tests for webhook.server: the running app over real TLS, judged by what the apiserver would receive.
+"""Tests for webhook.adapters.http: the running app over real TLS, judged by what the apiserver would receive.
 
 Most cases run uvicorn in a thread of this process (so a test can monkeypatch the core) on a free 127.0.0.1
 port; `python -m webhook serve` runs as a subprocess where a real process matters (CLI wiring, JSON logs
@@ -36,9 +36,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import OS_SKU, host_path, review_for, set_field, tweak, wrap
 from tests.pki import HOST, Pki
-from webhook import server, tls
-from webhook.config import NAMESPACE_MODE_LABEL, Config
-from webhook.manifests import load_config
+from webhook.adapters import http as server
+from webhook.adapters import tls
+from webhook.adapters.files import load_config
+from webhook.core.config import NAMESPACE_MODE_LABEL, Config
 
 REPO = Path(__file__).resolve().parents[1]
 WARNING_PREFIX = "immutable-os: "

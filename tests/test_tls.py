@@ -1,4 +1,4 @@
-"""Tests for webhook.tls: a real uvicorn TLS server on 127.0.0.1 swaps its certificate without a failure."""
+"""Tests for webhook.adapters.tls: a real uvicorn TLS server on 127.0.0.1 swaps its certificate without a failure."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from tests.pki import HOST, Pki, replace_file
-from webhook import certs, tls
+from webhook.adapters import certs, tls
 
 STREAM_REQUESTS = 200
 STREAM_WORKERS = 4
@@ -48,7 +48,9 @@ async def serving(reloader: tls.CertReloader) -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((HOST, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(APP, lifespan="off", log_level="warning", http="h11")
+    # The kept-alive connection of the rotation test must outlive a slow run on a busy machine; uvicorn's
+    # default idle timeout (5 s) would close it and the client would silently reconnect with the new cert.
+    config = uvicorn.Config(APP, lifespan="off", log_level="warning", http="h11", timeout_keep_alive=120)
     tls.apply_to_uvicorn(config, reloader)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -150,7 +152,7 @@ async def test_rotation_under_load_drops_nothing(pki: Pki, new_ca: bool) -> None
     async with serving(reloader) as url:
         context = pki.client_context()
         fresh = httpx.AsyncClient(verify=context, timeout=5, limits=httpx.Limits(max_keepalive_connections=0))
-        kept = httpx.AsyncClient(verify=context, timeout=5)
+        kept = httpx.AsyncClient(verify=context, timeout=5, limits=httpx.Limits(keepalive_expiry=120))
         async with fresh, kept:
             before = await kept.get(url)
             assert response_serial(before) == old_serial
@@ -271,7 +273,7 @@ async def test_bad_pair_keeps_the_old_certificate_serving(
     reloader = tls.CertReloader(pki.cert_path, pki.key_path)
     new = pki.issue()
     async with serving(reloader) as url:
-        with caplog.at_level(logging.WARNING, logger="webhook.tls"):
+        with caplog.at_level(logging.WARNING, logger="webhook.adapters.tls"):
             break_it(pki, new)
             assert reloader.check() is False
             assert reloader.check() is False  # still broken: retried, but warned about once

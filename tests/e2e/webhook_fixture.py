@@ -1,6 +1,6 @@
 """The real webhook (`python -m webhook serve`) as a local process, and its registration with the apiserver.
 
-`WebhookProcess` makes a CA and a serving certificate for 127.0.0.1 with `webhook.certs`, writes a config
+`WebhookProcess` makes a CA and a serving certificate for 127.0.0.1 with `webhook.adapters.certs`, writes a config
 file, runs the server against the test apiserver's admin kubeconfig on a free loopback port and waits for
 ``/readyz`` (the node and namespace mirrors have synced). `webhook_configurations` builds the
 Mutating- and ValidatingWebhookConfiguration the way a cluster operator would register it (by URL with a
@@ -27,7 +27,7 @@ from typing import IO, Any
 import yaml
 from kubernetes import client as k8s
 
-from webhook import certs
+from webhook.adapters import certs
 
 from .harness import LOOPBACK, REPO_ROOT, ControlPlane, _die_with_parent, free_port, tail, wait_for
 

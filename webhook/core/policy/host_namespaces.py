@@ -7,9 +7,9 @@ integrity, no package manager), so tools that join them to install or reconfigur
 
 from __future__ import annotations
 
-from webhook.config import Config
-from webhook.policy.base import Check, Finding
-from webhook.workloads import PodSpecView
+from webhook.core.config import Config
+from webhook.core.policy.base import Check, Finding
+from webhook.core.workloads import PodSpecView
 
 
 def _namespace_check(check_id: str, spec_field: str, what: str, why: str) -> Check:

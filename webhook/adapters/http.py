@@ -37,12 +37,12 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webhook.admission import Endpoint, Outcome, Verdict, errored, judge, read_review, respond
-from webhook.cluster import ClusterMirror
-from webhook.config import Config
+from webhook.adapters.cluster import ClusterMirror
+from webhook.adapters.tls import CertReloader, apply_to_uvicorn
+from webhook.core.admission import Endpoint, Outcome, Verdict, errored, judge, read_review, respond
+from webhook.core.config import Config
+from webhook.core.placement import Inventory, Node, NodeClass
 from webhook.errors import NodeListError, ReviewError, WebhookError
-from webhook.placement import Inventory, Node, NodeClass
-from webhook.tls import CertReloader, apply_to_uvicorn
 
 # The apiserver refuses request bodies over 3 MiB and etcd objects over 1.5 MiB; an UPDATE review carries
 # the object and the old object, so a real review stays under 3 MiB plus a small envelope.

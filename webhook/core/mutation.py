@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.api import AddOp, JsonPatchOp, pointer
-from webhook.config import STEERED_ANNOTATION, Config, SelectorRequirement, SteeringStrategy
-from webhook.placement.analysis import REQUIRED_AFFINITY
-from webhook.placement.exclusion import exclusions
-from webhook.workloads import PodSpecView
+from webhook.core.api import AddOp, JsonPatchOp, pointer
+from webhook.core.config import STEERED_ANNOTATION, Config, SelectorRequirement, SteeringStrategy
+from webhook.core.placement.analysis import REQUIRED_AFFINITY
+from webhook.core.placement.exclusion import exclusions
+from webhook.core.workloads import PodSpecView
 
 __all__ = ["SteeringPlan", "SteeringRefusal", "apply_patch", "exclusions", "steer_away_from"]
 

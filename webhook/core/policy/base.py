@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from webhook.config import Config
-from webhook.workloads import PodSpecView
+from webhook.core.config import Config
+from webhook.core.workloads import PodSpecView
 
 
 @dataclass(frozen=True, order=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.config import SELECTOR_OPERATORS, SelectorRequirement
+from webhook.core.config import SELECTOR_OPERATORS, SelectorRequirement
 from webhook.errors import ManifestError
 
 NODE_NAME_FIELD = "metadata.name"

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.config import Config, HostPathRule
+from webhook.core.config import Config, HostPathRule
+from webhook.core.policy.base import Check, Finding
+from webhook.core.workloads import Container, PodSpecView
 from webhook.errors import ManifestError
-from webhook.policy.base import Check, Finding
-from webhook.workloads import Container, PodSpecView
 
 
 def _mounts_of(volume: str, containers: list[Container], pod: PodSpecView) -> list[tuple[Container, Any]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from webhook.config import Config
-from webhook.policy.base import Check, Finding
-from webhook.workloads import PodSpecView
+from webhook.core.config import Config
+from webhook.core.policy.base import Check, Finding
+from webhook.core.workloads import PodSpecView
 
 
 def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.config import PROFILE_LABEL, Config, Profile, SelectorRequirement
+from webhook.core.config import PROFILE_LABEL, Config, Profile, SelectorRequirement
+from webhook.core.placement.exclusion import exclusions
+from webhook.core.placement.selectors import Taint, requirement_matches
 from webhook.errors import NodeListError
-from webhook.placement.exclusion import exclusions
-from webhook.placement.selectors import Taint, requirement_matches
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 # Labels that name a node pool, in the order we trust them, for messages.

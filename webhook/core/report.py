@@ -8,11 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from webhook.admission import Decision, Outcome, Request, decide
-from webhook.config import PROFILE_LABEL, Config
-from webhook.placement import Inventory, Node
-from webhook.placement.inventory import POOL_NAME_LABELS
-from webhook.workloads import POD_TEMPLATE_PATHS
+from webhook.core.admission import Decision, Outcome, Request, decide
+from webhook.core.config import PROFILE_LABEL, Config
+from webhook.core.placement import Inventory, Node
+from webhook.core.placement.inventory import POOL_NAME_LABELS
+from webhook.core.workloads import POD_TEMPLATE_PATHS
 
 POLICY_NAME = "immutable-os-webhook"
 # Objects whose pods are judged through their owner's template (a Deployment's ReplicaSets, a CronJob's

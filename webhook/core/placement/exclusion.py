@@ -5,7 +5,7 @@ Computed once per inventory (`Inventory.build`), used by steering and by the evi
 
 from __future__ import annotations
 
-from webhook.config import Config, SelectorRequirement
+from webhook.core.config import Config, SelectorRequirement
 
 _NEGATION = {"In": "NotIn", "NotIn": "In", "Exists": "DoesNotExist", "DoesNotExist": "Exists"}
 

@@ -14,14 +14,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from webhook import policy
-from webhook.api import ADMISSION_API_VERSION, ADMISSION_KIND, AdmissionResponse, AdmissionReview, JsonPatchOp
-from webhook.config import NAMESPACE_MODE_LABEL, PROFILE_LABEL, Config, Mode, Severity
+from webhook.core import policy
+from webhook.core.api import (
+    ADMISSION_API_VERSION,
+    ADMISSION_KIND,
+    AdmissionResponse,
+    AdmissionReview,
+    JsonPatchOp,
+)
+from webhook.core.config import NAMESPACE_MODE_LABEL, PROFILE_LABEL, Config, Mode, Severity
+from webhook.core.mutation import SteeringRefusal, apply_patch, steer_away_from
+from webhook.core.placement import (
+    Constraints,
+    Inventory,
+    NodeClass,
+    Placement,
+    Pool,
+    place,
+    place_by_evidence,
+)
+from webhook.core.policy import Finding
+from webhook.core.workloads import POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
 from webhook.errors import ManifestError, ReviewError
-from webhook.mutation import SteeringRefusal, apply_patch, steer_away_from
-from webhook.placement import Constraints, Inventory, NodeClass, Placement, Pool, place, place_by_evidence
-from webhook.policy import Finding
-from webhook.workloads import POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
 
 WARNING_PREFIX = "immutable-os: "
 MAX_WARNINGS = 6

@@ -30,7 +30,7 @@ import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
 
-logger = logging.getLogger("webhook.cluster")
+logger = logging.getLogger("webhook.adapters.cluster")
 
 WireObject = Mapping[str, Any]
 Snapshot = Mapping[str, WireObject]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from webhook.config import Config
-from webhook.policy.base import Check, Finding
-from webhook.policy.host_namespaces import HOST_IPC, HOST_NETWORK, HOST_PID
-from webhook.policy.host_path import HOST_PATH
-from webhook.policy.privileged import PRIVILEGED
-from webhook.workloads import PodSpecView
+from webhook.core.config import Config
+from webhook.core.policy.base import Check, Finding
+from webhook.core.policy.host_namespaces import HOST_IPC, HOST_NETWORK, HOST_PID
+from webhook.core.policy.host_path import HOST_PATH
+from webhook.core.policy.privileged import PRIVILEGED
+from webhook.core.workloads import PodSpecView
 
 REGISTRY: Mapping[str, Check] = {c.id: c for c in (HOST_PATH, HOST_PID, HOST_IPC, HOST_NETWORK, PRIVILEGED)}
 

@@ -18,13 +18,16 @@ from typing import Any
 
 import kubernetes.client
 
-from webhook import __version__, certs, cluster, report, scan, server, tls
-from webhook.admission import Decision, Request, decide
-from webhook.config import Mode
+from webhook import __version__
+from webhook.adapters import certs, cluster, listing, tls
+from webhook.adapters import http as server
+from webhook.adapters.files import Document, load_config, load_namespace_labels, load_nodes, read_documents
+from webhook.core import report
+from webhook.core.admission import Decision, Request, decide
+from webhook.core.config import Mode
+from webhook.core.placement import Constraints, Inventory, Node, place
+from webhook.core.workloads import pod_spec_view
 from webhook.errors import ConfigError, WebhookError
-from webhook.manifests import Document, load_config, load_namespace_labels, load_nodes, read_documents
-from webhook.placement import Constraints, Inventory, Node, place
-from webhook.workloads import pod_spec_view
 
 EXIT_ALLOWED, EXIT_DENIED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -215,10 +218,10 @@ def _scan_parser(sub: Any) -> None:
 
 def run_scan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    assumptions = scan.parse_assumptions(args.assume_immutable)
+    assumptions = listing.parse_assumptions(args.assume_immutable)
     try:
         api = cluster.api_client_from(args.kubeconfig)
-        found = scan.collect(api, args.namespace)
+        found = listing.collect(api, args.namespace)
     except cluster.ClusterConfigError as err:
         raise ConfigError(str(err), field="--kubeconfig") from err
     except kubernetes.client.ApiException as err:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from functools import partial
 
-from webhook.config import PROFILE_LABEL, Config, SelectorRequirement
-from webhook.placement.analysis import Constraints, Placement
-from webhook.placement.inventory import Classification, NodeClass, Pool
-from webhook.placement.selectors import Term, requirement_matches
+from webhook.core.config import PROFILE_LABEL, Config, SelectorRequirement
+from webhook.core.placement.analysis import Constraints, Placement
+from webhook.core.placement.inventory import Classification, NodeClass, Pool
+from webhook.core.placement.selectors import Term, requirement_matches
 
 
 def _immutable_values(config: Config) -> dict[str, set[str]]:

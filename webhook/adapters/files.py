@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from webhook.config import Config
+from webhook.core.config import Config
+from webhook.core.placement import Node
 from webhook.errors import ConfigError, ManifestError, NodeListError, WebhookError
-from webhook.placement import Node
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from webhook.config import SelectorRequirement
-from webhook.errors import ManifestError
-from webhook.placement.inventory import HOSTNAME_LABEL, Inventory, NodeClass, Pool, PoolIndex
-from webhook.placement.selectors import (
+from webhook.core.config import SelectorRequirement
+from webhook.core.placement.inventory import HOSTNAME_LABEL, Inventory, NodeClass, Pool, PoolIndex
+from webhook.core.placement.selectors import (
     BLOCKING_EFFECTS,
     Term,
     Toleration,
@@ -19,7 +18,8 @@ from webhook.placement.selectors import (
     requirement_matches,
     tolerated,
 )
-from webhook.workloads import PodSpecView
+from webhook.core.workloads import PodSpecView
+from webhook.errors import ManifestError
 
 REQUIRED_AFFINITY = ("affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution")
 
