@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook.core.config import PROFILE_LABEL, Config, Profile, SelectorRequirement
@@ -115,6 +115,22 @@ def _profile_evidence(node: Node, profile: Profile) -> str:
     if any(node.kernel_version.endswith(s) for s in profile.kernel_suffixes):
         return f"kernelVersion {node.kernel_version}"
     return ""
+
+
+def marker_value(node: Node, config: Config) -> str | None:
+    """The `immutable-os.io/profile` value this node's own evidence calls for (its profile's name), or None.
+
+    The marker label is not evidence here, so a node labelled by us that stops matching loses the label.
+    """
+    unmarked = (
+        node
+        if PROFILE_LABEL not in node.labels
+        else replace(node, labels={k: v for k, v in node.labels.items() if k != PROFILE_LABEL})
+    )
+    for profile in config.enabled_profiles:
+        if _profile_evidence(unmarked, profile):
+            return profile.name
+    return None
 
 
 def classify(node: Node, config: Config) -> Classification:
