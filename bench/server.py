@@ -3,8 +3,8 @@
 Servers: `ours` is `python -m webhook serve` exactly as deployed (one uvicorn worker, TLS from
 webhook.adapters.tls, JSON logs at info on stdout, here /dev/null), with a static AKS-like inventory of 8
 pools and 80 nodes (`--nodes-file`). `ceiling` is a starlette app served by the same
-`webhook.adapters.http.serve` (same uvicorn config, same TLS context, same cert watcher) whose one handler
-parses the JSON body and answers
+`webhook.adapters.http.serve.serve` (same uvicorn config, same TLS context, same cert watcher) whose one
+handler parses the JSON body and answers
 `{"apiVersion", "kind", "response": {"uid", "allowed": true}}`. Each runs in its own process, pinned to
 CPU 1 when the machine has two or more; the load generator runs here, pinned to CPU 0.
 
@@ -372,8 +372,8 @@ def run_ceiling(args: argparse.Namespace) -> int:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from webhook.adapters import http as server
     from webhook.adapters import tls
+    from webhook.adapters.http.serve import ServeOptions, serve
 
     async def answer(request: Request) -> Response:
         body = json.loads(await request.body())
@@ -390,8 +390,8 @@ def run_ceiling(args: argparse.Namespace) -> int:
     app = Starlette(
         routes=[Route("/mutate", answer, methods=["POST"]), Route("/validate", answer, methods=["POST"])]
     )
-    options = server.ServeOptions(HOST, args.port, args.cert, args.key)
-    asyncio.run(server.serve(app, options, tls.CertReloader(args.cert, args.key)))
+    options = ServeOptions(HOST, args.port, args.cert, args.key)
+    asyncio.run(serve(app, options, tls.CertReloader(args.cert, args.key)))
     return 0
 
 
@@ -649,8 +649,11 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
     from starlette.requests import Request as HttpRequest
 
     from webhook import cli
-    from webhook.adapters import http as server
     from webhook.adapters.files import load_nodes
+    from webhook.adapters.http.edge import AsciiJSONResponse
+    from webhook.adapters.http.inventory import InventoryState
+    from webhook.adapters.http.service import AdmissionService
+    from webhook.adapters.http.sources import StaticSource
     from webhook.core.admission import Endpoint, judge, read_review, respond
     from webhook.core.config import Config
 
@@ -662,10 +665,10 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         cli.configure_logging("info")  # the log line goes where the CLI sends it: stdout, here /dev/null
         config = Config()
-        state = server.InventoryState(config)
-        state.set_nodes({n["metadata"]["name"]: n for n in cli._wire_nodes(load_nodes(nodes_file))})
-        service = server.AdmissionService(config, state, server.StaticSource())
-        inventory = state.usable(service.source)
+        state = InventoryState(config)
+        state.replace_nodes(load_nodes(nodes_file))
+        service = AdmissionService(config, state, StaticSource())
+        inventory = state.snapshot.usable(service.source.stale())
         review_log = logging.getLogger("webhook.review")
 
         def handle(body: bytes, endpoint: Endpoint) -> Callable[[], object]:
@@ -690,7 +693,7 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
                 STEPS[1]: cpu_us(lambda: read_review(decoded)),
                 STEPS[2]: cpu_us(lambda: judge(reviewed, **context)),
                 STEPS[3]: cpu_us(lambda: respond(reviewed.uid, verdict, endpoint)),
-                STEPS[4]: cpu_us(lambda: server.AsciiJSONResponse(answer)),
+                STEPS[4]: cpu_us(lambda: AsciiJSONResponse(answer)),
                 STEPS[5]: cpu_us(handle(body, endpoint)),
                 STEPS[9]: cpu_us(lambda: ceiling_answer(body)),
             }
@@ -738,10 +741,10 @@ LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
     ("JSON encode", lambda f, n: f.endswith("json/encoder.py") or f.endswith("json/__init__.py")),
     (
         "webhook core (read_review, judge, respond)",
-        lambda f, n: "/webhook/" in f and not f.endswith(("server.py", "cli.py")),
+        lambda f, n: "/webhook/core/" in f,
     ),
-    ("webhook server edge (handle, _record)", lambda f, n: f.endswith("webhook/server.py")),
-    ("logging (incl. JsonFormatter)", lambda f, n: "/logging/" in f or f.endswith("webhook/cli.py")),
+    ("webhook HTTP service and edge (handle, _record)", lambda f, n: "/webhook/adapters/http/" in f),
+    ("logging (incl. JsonFormatter)", lambda f, n: "/logging/" in f or "/webhook/cli/" in f),
     ("prometheus_client", lambda f, n: "/prometheus_client/" in f),
     ("starlette", lambda f, n: "/starlette/" in f),
     ("uvicorn + h11", lambda f, n: "/uvicorn/" in f or "/h11/" in f),
@@ -760,7 +763,7 @@ def profile_layers(path: str) -> tuple[int, dict[str, float], dict[str, float]]:
     reviews = sum(
         v[1]
         for (f, _, n), v in stats.items()
-        if (f.endswith("webhook/server.py") and n == "handle") or (f.endswith("server.py") and n == "answer")
+        if (f.endswith("http/service.py") and n == "handle") or (f.endswith("server.py") and n == "answer")
     )
     layers: dict[str, float] = {}
 
@@ -778,14 +781,14 @@ def profile_layers(path: str) -> tuple[int, dict[str, float], dict[str, float]]:
         layers[layer] = layers.get(layer, 0.0) + tottime
     steps: dict[str, float] = {}
     wanted = {
-        ("webhook/server.py", "handle"): "AdmissionService.handle",
-        ("webhook/admission.py", "read_review"): "read_review",
-        ("webhook/admission.py", "judge"): "judge",
-        ("webhook/admission.py", "respond"): "respond",
-        ("webhook/server.py", "render"): "render",
-        ("webhook/server.py", "_record"): "_record (metrics + log)",
+        ("http/service.py", "handle"): "AdmissionService.handle",
+        ("core/admission.py", "read_review"): "read_review",
+        ("core/admission.py", "judge"): "judge",
+        ("core/admission.py", "respond"): "respond",
+        ("http/edge.py", "render"): "render",
+        ("http/service.py", "_record"): "_record (metrics + log)",
         ("logging/__init__.py", "info"): "Logger.info (log line)",
-        ("webhook/cli.py", "format"): "JsonFormatter.format",
+        ("cli/__init__.py", "format"): "JsonFormatter.format",
     }
     for (file, _, name), (_, _, _, cumtime, callers) in stats.items():
         for (suffix, fn), label in wanted.items():
@@ -793,7 +796,7 @@ def profile_layers(path: str) -> tuple[int, dict[str, float], dict[str, float]]:
                 steps[label] = steps.get(label, 0.0) + cumtime
         if name == "loads" and file.endswith("json/__init__.py"):
             for (cfile, _, cname), (_, _, _, ccum) in callers.items():
-                if cfile.endswith("server.py") and cname in ("handle", "answer"):
+                if cfile.endswith(("http/edge.py", "server.py")) and cname in ("read_json", "answer"):
                     steps["json.loads (body)"] = steps.get("json.loads (body)", 0.0) + ccum
     per = 1e6 / max(reviews, 1)
     return reviews, {k: v * per for k, v in layers.items()}, {k: v * per for k, v in steps.items()}

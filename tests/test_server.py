@@ -1,4 +1,5 @@
-"""Tests for webhook.adapters.http: the running app over real TLS, judged by what the apiserver would receive.
+"""Tests for webhook.adapters.http (app, service, edge): the running app over real TLS, judged by what the
+apiserver would receive.
 
 Most cases run uvicorn in a thread of this process (so a test can monkeypatch the core) on a free 127.0.0.1
 port; `python -m webhook serve` runs as a subprocess where a real process matters (CLI wiring, JSON logs
@@ -36,9 +37,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import OS_SKU, host_path, review_for, set_field, tweak, wrap
 from tests.pki import HOST, Pki
-from webhook.adapters import http as server
 from webhook.adapters import tls
 from webhook.adapters.files import load_config
+from webhook.adapters.http import edge, serve, service
+from webhook.adapters.http.app import create_app
+from webhook.adapters.http.inventory import InventoryState
+from webhook.adapters.http.sources import InventorySource, StaticSource
 from webhook.core.config import NAMESPACE_MODE_LABEL, Config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,12 +84,12 @@ class NotReady:
 
 
 def service_for(
-    config: Config | None = None, source: server.InventorySource | None = None
-) -> server.AdmissionService:
+    config: Config | None = None, source: InventorySource | None = None
+) -> service.AdmissionService:
     config = config or Config()
-    state = server.InventoryState(config)
+    state = InventoryState(config)
     state.set_nodes(example_nodes())
-    return server.AdmissionService(config, state, source or server.StaticSource())
+    return service.AdmissionService(config, state, source or StaticSource())
 
 
 @dataclass
@@ -103,7 +107,7 @@ class Served:
 
 @contextlib.contextmanager
 def serving(
-    service: server.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
+    admission: service.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
 ) -> Iterator[Served]:
     """The service's app under uvicorn, built by `build_uvicorn`, on a free 127.0.0.1 port in a thread of
     its own. With `cert_check_seconds`, the reloader watches the files on the server's loop, as `serve`
@@ -113,9 +117,9 @@ def serving(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((HOST, 0))
     port = sock.getsockname()[1]
-    options = server.ServeOptions(HOST, port, str(pki.cert_path), str(pki.key_path), graceful_seconds=5)
+    options = serve.ServeOptions(HOST, port, str(pki.cert_path), str(pki.key_path), graceful_seconds=5)
     reloader = tls.CertReloader(pki.cert_path, pki.key_path)
-    uv = server.build_uvicorn(server.create_app(service), options, reloader)
+    uv = serve.build_uvicorn(create_app(admission), options, reloader)
 
     async def main() -> None:
         watcher = asyncio.create_task(reloader.run(cert_check_seconds)) if cert_check_seconds else None
@@ -159,9 +163,9 @@ class Running:
 
 @asynccontextmanager
 async def running(
-    service: server.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
+    admission: service.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
 ) -> AsyncIterator[Running]:
-    with serving(service, pki, cert_check_seconds=cert_check_seconds) as served:
+    with serving(admission, pki, cert_check_seconds=cert_check_seconds) as served:
         async with served.client() as client:
             yield Running(served, client)
 
@@ -382,7 +386,7 @@ async def test_bad_input_is_a_json_error_naming_the_field(
 
 
 async def test_body_over_the_cap_with_a_content_length_is_413(app: Running) -> None:
-    answer = await app.client.post("/validate", content=b" " * (server.MAX_BODY_BYTES + 1), headers=JSON)
+    answer = await app.client.post("/validate", content=b" " * (edge.MAX_BODY_BYTES + 1), headers=JSON)
     assert answer.status_code == 413
     assert answer.json()["field"] == "<body>"
 
@@ -394,7 +398,7 @@ async def test_a_content_length_over_the_cap_is_refused_on_the_headers_alone(app
     try:
         writer.write(
             b"POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {server.MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+            + f"Content-Length: {edge.MAX_BODY_BYTES + 1}\r\n\r\n".encode()
         )  # and no body at all: the edge must not wait to read (or buffer) it
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
@@ -416,7 +420,7 @@ async def chunks(total: int, size: int = 256 * 1024) -> AsyncIterator[bytes]:
 
 @pytest.mark.parametrize(
     ("total", "status"),
-    [(server.MAX_BODY_BYTES + 1, 413), (server.MAX_BODY_BYTES * 2, 413), (server.MAX_BODY_BYTES, 400)],
+    [(edge.MAX_BODY_BYTES + 1, 413), (edge.MAX_BODY_BYTES * 2, 413), (edge.MAX_BODY_BYTES, 400)],
     ids=["one-byte-over", "twice-the-cap", "at-the-cap"],
 )
 async def test_chunked_body_without_content_length_is_capped_while_streaming(
@@ -472,7 +476,7 @@ def crash(*args: Any, **kwargs: Any) -> Any:
 async def test_a_crash_in_judge_answers_per_on_internal_error(
     pki: Pki, monkeypatch: pytest.MonkeyPatch, config: Config, allowed: bool, endpoint: str
 ) -> None:
-    monkeypatch.setattr(server, "judge", crash)
+    monkeypatch.setattr(service, "judge", crash)
     async with running(service_for(config), pki) as r:
         review = review_for(HOST_PATH_POD, uid="crash-0001")
         response = await post(r, endpoint, review)

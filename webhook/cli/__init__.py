@@ -20,8 +20,12 @@ import kubernetes.client
 
 from webhook import __version__
 from webhook.adapters import certs, cluster, listing, tls
-from webhook.adapters import http as server
 from webhook.adapters.files import Document, load_config, load_namespace_labels, load_nodes, read_documents
+from webhook.adapters.http.app import create_app
+from webhook.adapters.http.inventory import InventoryState
+from webhook.adapters.http.serve import ServeOptions, serve
+from webhook.adapters.http.service import AdmissionService
+from webhook.adapters.http.sources import ClusterSource, InventorySource, StaticSource
 from webhook.core import report
 from webhook.core.admission import Decision, Request, decide
 from webhook.core.config import Mode
@@ -150,14 +154,13 @@ def run_serve(args: argparse.Namespace) -> int:
             config.exemptions, namespaces=config.exemptions.namespaces | {args.own_namespace}
         )
         config = replace(config, exemptions=exemptions)
-    state = server.InventoryState(config)
+    state = InventoryState(config)
     mirror = None
-    source: server.InventorySource
+    source: InventorySource
     if args.nodes_file or args.example_nodes:
-        nodes = load_nodes(args.nodes_file)
-        state.replace_nodes(nodes)
-        state.namespaces = load_namespace_labels(args.namespace_labels)
-        source = server.StaticSource()
+        state.replace_nodes(load_nodes(args.nodes_file))
+        state.replace_namespaces(load_namespace_labels(args.namespace_labels))
+        source = StaticSource()
     else:
         try:
             api = cluster.api_client_from(args.kubeconfig)
@@ -165,18 +168,18 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"error: --kubeconfig: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
         mirror = cluster.ClusterMirror(api, state.set_nodes, state.set_namespaces)
-        source = server.ClusterSource(mirror, config.max_inventory_staleness_seconds)
+        source = ClusterSource(mirror, config.max_inventory_staleness_seconds)
     try:
         reloader = tls.CertReloader(args.cert_file, args.key_file)
     except tls.ServingCertificateError as err:
         print(f"error: --cert-file/--key-file: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    service = server.AdmissionService(config, state, source)
-    options = server.ServeOptions(args.host, args.port, args.cert_file, args.key_file)
+    service = AdmissionService(config, state, source)
+    options = ServeOptions(args.host, args.port, args.cert_file, args.key_file)
     if mirror is not None:
         mirror.start()
     try:
-        asyncio.run(server.serve(server.create_app(service), options, reloader))
+        asyncio.run(serve(create_app(service), options, reloader))
     finally:
         if mirror is not None:
             mirror.stop()

@@ -1,0 +1,78 @@
+"""The service's Prometheus registry and every metric in it: reviews, the HTTP edge, connections, inventory.
+
+One registry per service (tests run several services in one process). Inventory gauges are computed at
+scrape time from the snapshot current then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import cast
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from webhook.adapters.http.inventory import InventoryState
+from webhook.adapters.http.sources import InventorySource
+from webhook.core.placement import NodeClass
+
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self, state: InventoryState, source: InventorySource) -> None:
+        # `_created` series double the scrape for no use here; the function is untyped upstream.
+        cast(Callable[[], None], disable_created_metrics)()
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.reviews = Counter(
+            "immutable_os_webhook_reviews",
+            "Admission reviews answered",
+            ["endpoint", "decision", "mode"],
+            registry=r,
+        )
+        self.findings = Counter(
+            "immutable_os_webhook_findings",
+            "Host-access findings in judged reviews",
+            ["endpoint", "check"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "immutable_os_webhook_bad_requests", "Requests refused at the HTTP edge", ["reason"], registry=r
+        )
+        self.errors = Counter(
+            "immutable_os_webhook_internal_errors",
+            "Reviews answered by the failure stance",
+            ["endpoint"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "immutable_os_webhook_review_duration_seconds", "Time to answer one review", ["endpoint"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        age = Gauge(
+            "immutable_os_webhook_inventory_age_seconds",
+            "Seconds since the node inventory changed",
+            registry=r,
+        )
+        age.set_function(partial(_inventory_age, state))
+        nodes = Gauge("immutable_os_webhook_inventory_nodes", "Nodes in the inventory", registry=r)
+        nodes.set_function(lambda: float(state.snapshot.node_count))
+        pools = Gauge("immutable_os_webhook_inventory_pools", "Node pools by class", ["class"], registry=r)
+        for node_class in NodeClass:
+            pools.labels(node_class.value).set_function(partial(_pool_count, state, node_class))
+        restarts = Gauge(
+            "immutable_os_webhook_watch_restarts", "Watch restarts and relists so far", registry=r
+        )
+        restarts.set_function(lambda: float(source.restarts()))
+
+
+def _inventory_age(state: InventoryState) -> float:
+    updated = state.snapshot.nodes_updated
+    return time.monotonic() - updated if updated else -1.0
+
+
+def _pool_count(state: InventoryState, node_class: NodeClass) -> float:
+    inventory = state.snapshot.inventory
+    return float(sum(1 for p in inventory.pools if p.node_class is node_class)) if inventory else 0.0
