@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import http.client
 import json
 import queue
@@ -505,6 +506,37 @@ async def test_a_malformed_pod_spec_is_answered_with_the_stance_and_names_the_fi
     response = await post(app, "validate", review_for(pod))
     assert response["allowed"] is True
     assert response["warnings"][0].startswith(f"{WARNING_PREFIX}not judged: spec")
+
+
+def without_metadata(pod: dict[str, Any], metadata: Any) -> dict[str, Any]:
+    """The review of `pod` with its object's metadata removed (`...`) or replaced by `metadata`."""
+    review = review_for(copy.deepcopy(pod))
+    obj = review["request"]["object"]
+    if metadata is ...:
+        del obj["metadata"]
+    else:
+        obj["metadata"] = metadata
+    return review
+
+
+ODD_METADATA = [..., None, [], {}]
+ODD_METADATA_IDS = ["absent", "null", "empty-list", "empty-object"]
+
+
+@pytest.mark.parametrize("metadata", ODD_METADATA, ids=ODD_METADATA_IDS)
+async def test_a_pod_without_usable_metadata_is_judged_not_waved_through(app: Running, metadata: Any) -> None:
+    """No metadata (or null, or []) is no reason to answer "allowed, not judged": the pod is steered
+    (the patch adds the metadata it annotates, and applies), and unsteered it is denied."""
+    review = without_metadata(HOST_PATH_POD, metadata)
+    mutated = await post(app, "mutate", review)
+    assert mutated["auditAnnotations"]["decision"] == "steered", mutated
+    steered = jsonpatch.apply_patch(review["request"]["object"], decoded_patch(mutated))
+    assert "immutable-os.io/steered" in steered["metadata"]["annotations"]
+    assert (await post(app, "validate", review_for(steered)))["allowed"] is True
+    validated = await post(app, "validate", review)
+    assert validated["allowed"] is False and validated["auditAnnotations"]["decision"] == "denied"
+    pinned = await post(app, "validate", without_metadata(FLATCAR_POD, metadata))
+    assert pinned["allowed"] is False
 
 
 async def test_strings_that_are_not_utf8_encodable_are_echoed_not_a_500(app: Running) -> None:

@@ -106,7 +106,7 @@ def _node_selector_ops(
 def _annotation_ops(pod: PodSpecView, value: str) -> list[JsonPatchOp]:
     meta = (*pod.template_path, "metadata")
     template: Any = pod.metadata
-    if not template and pod.template_path:
+    if not template:  # none, null, [] or {}: add the whole metadata object
         return [_add(pointer(*meta), {"annotations": {STEERED_ANNOTATION: value}})]
     if "annotations" not in template or template["annotations"] is None:
         return [_add(pointer(*meta, "annotations"), {STEERED_ANNOTATION: value})]
