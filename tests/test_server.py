@@ -9,23 +9,15 @@ on stdout, SIGTERM). Clients are httpx (or raw TLS sockets) trusting the test CA
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import copy
 import http.client
 import json
-import queue
 import signal
 import socket
 import ssl
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,141 +26,41 @@ import jsonpatch
 import pytest
 import yaml
 from cryptography import x509
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import OS_SKU, host_path, review_for, set_field, tweak, wrap
 from tests.pki import HOST, Pki
-from webhook.adapters import tls
+from tests.serving import (
+    CLEAN_POD,
+    FLATCAR_POD,
+    HOST_PATH_POD,
+    JSON,
+    WARNING_PREFIX,
+    NotReady,
+    Process,
+    Running,
+    Served,
+    assert_admission_review,
+    decoded_patch,
+    post,
+    running,
+    sample,
+    service_for,
+    serving,
+)
 from webhook.adapters.files import load_config
-from webhook.adapters.http import edge, serve, service
-from webhook.adapters.http.app import create_app
-from webhook.adapters.http.inventory import InventoryState
-from webhook.adapters.http.sources import InventorySource, StaticSource
+from webhook.adapters.http import edge, service
 from webhook.core.config import NAMESPACE_MODE_LABEL, Config
 
-REPO = Path(__file__).resolve().parents[1]
-WARNING_PREFIX = "immutable-os: "
-RESPONSE_KEYS = {"uid", "allowed", "status", "patch", "patchType", "auditAnnotations", "warnings"}
 STREAM_REQUESTS = 300
 STREAM_WORKERS = 4
 
-HOST_PATH_POD = tweak(host_path("/var/log"))
-FLATCAR_POD = tweak(host_path("/var/log"), set_field("nodeSelector", {OS_SKU: "Flatcar"}))
-CLEAN_POD = tweak()
 
-
-# --- PKI, inventory, in-process server -----------------------------------------------------------------
+# --- PKI and the shared in-process server --------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki.create(tmp_path_factory.mktemp("pki"))
-
-
-def example_nodes() -> dict[str, dict[str, Any]]:
-    """The embedded example inventory as wire Node objects: a general Ubuntu pool and a Flatcar pool."""
-    text = resources.files("webhook").joinpath("data/example-nodes.yaml").read_text(encoding="utf-8")
-    return {item["metadata"]["name"]: item for item in yaml.safe_load(text)["items"]}
-
-
-class NotReady:
-    """A source before its first node and namespace list."""
-
-    def ready(self) -> bool:
-        return False
-
-    def stale(self) -> bool:
-        return True
-
-    def restarts(self) -> int:
-        return 0
-
-
-def service_for(
-    config: Config | None = None, source: InventorySource | None = None
-) -> service.AdmissionService:
-    config = config or Config()
-    state = InventoryState(config)
-    state.set_nodes(example_nodes())
-    return service.AdmissionService(config, state, source or StaticSource())
-
-
-@dataclass
-class Served:
-    """A server running in its own thread and event loop, as the apiserver's peer would see it."""
-
-    url: str
-    port: int
-    pki: Pki
-    reloader: tls.CertReloader
-
-    def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, verify=self.pki.client_context(), timeout=10, **kwargs)
-
-
-@contextlib.contextmanager
-def serving(
-    admission: service.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
-) -> Iterator[Served]:
-    """The service's app under uvicorn, built by `build_uvicorn`, on a free 127.0.0.1 port in a thread of
-    its own. With `cert_check_seconds`, the reloader watches the files on the server's loop, as `serve`
-    does."""
-    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and with Nagle on, every
-    # response (headers and body written apart) waits out the client's 40 ms delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind((HOST, 0))
-    port = sock.getsockname()[1]
-    options = serve.ServeOptions(HOST, port, str(pki.cert_path), str(pki.key_path), graceful_seconds=5)
-    reloader = tls.CertReloader(pki.cert_path, pki.key_path)
-    uv = serve.build_uvicorn(create_app(admission), options, reloader)
-
-    async def main() -> None:
-        watcher = asyncio.create_task(reloader.run(cert_check_seconds)) if cert_check_seconds else None
-        try:
-            await uv.serve(sockets=[sock])
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if uv.started or not thread.is_alive():
-                break
-            time.sleep(0.01)
-        assert uv.started, "uvicorn did not start within 5 s"
-        yield Served(f"https://{HOST}:{port}", port, pki, reloader)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-    assert not thread.is_alive(), "uvicorn did not stop within 10 s"
-
-
-@dataclass
-class Running:
-    """A served app and a keep-alive client bound to this test's event loop."""
-
-    served: Served
-    client: httpx.AsyncClient
-
-    @property
-    def port(self) -> int:
-        return self.served.port
-
-    @property
-    def pki(self) -> Pki:
-        return self.served.pki
-
-
-@asynccontextmanager
-async def running(
-    admission: service.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
-) -> AsyncIterator[Running]:
-    with serving(admission, pki, cert_check_seconds=cert_check_seconds) as served:
-        async with served.client() as client:
-            yield Running(served, client)
 
 
 @pytest.fixture(scope="module")
@@ -182,44 +74,6 @@ def default_server(pki: Pki) -> Iterator[Served]:
 async def app(default_server: Served) -> AsyncIterator[Running]:
     async with default_server.client() as client:
         yield Running(default_server, client)
-
-
-# --- what the apiserver accepts ------------------------------------------------------------------------
-
-
-def assert_admission_review(body: Any, uid: str) -> dict[str, Any]:
-    """The AdmissionReview v1 response shape the apiserver decodes; returns `response`."""
-    assert isinstance(body, dict)
-    assert body["apiVersion"] == "admission.k8s.io/v1"
-    assert body["kind"] == "AdmissionReview"
-    response = body["response"]
-    assert set(response) <= RESPONSE_KEYS, set(response) - RESPONSE_KEYS
-    assert response["uid"] == uid
-    assert isinstance(response["allowed"], bool)
-    for warning in response.get("warnings", []):
-        assert isinstance(warning, str) and warning.startswith(WARNING_PREFIX), warning
-    for key, value in response.get("auditAnnotations", {}).items():
-        # The apiserver prefixes each key with "<webhook name>/", and a key holds one "/" at most.
-        assert "/" not in key and isinstance(value, str), key
-    if "patch" in response:
-        assert response["patchType"] == "JSONPatch"
-    if not response["allowed"]:
-        assert "warnings" not in response and "patch" not in response
-        assert response["status"]["code"] == 403
-    return dict(response)
-
-
-def decoded_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
-    patch = json.loads(base64.b64decode(response["patch"], validate=True))
-    assert isinstance(patch, list) and patch
-    return patch
-
-
-async def post(r: Running, endpoint: str, review: dict[str, Any]) -> dict[str, Any]:
-    answer = await r.client.post(f"/{endpoint}", json=review)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("application/json")
-    return assert_admission_review(answer.json(), review["request"]["uid"])
 
 
 def dry_run(review: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +198,6 @@ def review_with(change: Callable[[dict[str, Any]], None]) -> bytes:
     return json.dumps(review).encode()
 
 
-JSON = {"content-type": "application/json"}
 BAD_REQUESTS = [
     # id, content-type header (None: absent), body, status, `field` of the JSON error
     ("text-plain", {"content-type": "text/plain"}, review_with(lambda r: None), 415, "Content-Type"),
@@ -567,14 +420,6 @@ async def test_readyz_is_503_until_the_source_is_ready(pki: Pki) -> None:
     assert response["allowed"] is False
 
 
-def sample(text: str, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and labels.items() <= s.labels.items():
-                return float(s.value)
-    return None
-
-
 async def test_metrics_count_reviews_and_describe_the_inventory(pki: Pki) -> None:
     async with running(service_for(), pki) as app:  # counters of its own
         await post(app, "mutate", review_for(HOST_PATH_POD))
@@ -652,75 +497,6 @@ async def test_rotating_the_serving_cert_under_a_stream_of_reviews_fails_nothing
 
 
 # --- `python -m webhook serve` as a process ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Process:
-    """`python -m webhook serve` on 127.0.0.1, its stdout lines collected by a thread as they come."""
-
-    def __init__(self, pki: Pki, *flags: str) -> None:
-        self.port = free_port()
-        self.url = f"https://{HOST}:{self.port}"
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stdout: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--host", HOST, "--port", str(self.port),
-             "--cert-file", str(pki.cert_path), "--key-file", str(pki.key_path), *flags],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.client = httpx.Client(base_url=self.url, verify=pki.client_context(), timeout=10)
-        self._wait_ready()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"serve exited {self.proc.returncode}: {self.proc.stderr and self.proc.stderr.read()}"
-                )
-            try:
-                if self.client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        pytest.fail("serve did not get ready within 15 s")
-
-    def log_lines(self, until: Callable[[dict[str, Any]], bool], timeout: float = 5) -> list[dict[str, Any]]:
-        """Every stdout line so far, decoded, read until one satisfies `until` (or the timeout)."""
-        deadline = time.monotonic() + timeout
-        while not any(until(json.loads(line)) for line in self.stdout) and time.monotonic() < deadline:
-            with contextlib.suppress(queue.Empty):
-                self.stdout.append(self.lines.get(timeout=0.05))
-        return [json.loads(line) for line in self.stdout]
-
-    def stop(self) -> int:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise
-        finally:
-            self.reader.join(timeout=5)
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream is not None:
-                    stream.close()
 
 
 @pytest.fixture(scope="module")

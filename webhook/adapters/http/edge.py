@@ -1,21 +1,57 @@
-"""The HTTP edge of a review: content type, body cap, JSON decoding, and the JSON error answers.
+"""The HTTP edge of a review: content type, body cap, pending-bytes budget, JSON decoding, error answers.
 
-`read_json` turns a request into a decoded body or raises `Refusal`, a typed error that knows its HTTP
-status, its metric label and the `{"error", "field", "fix"}` answer. Nothing here knows what a review is.
+`BodyReader.read_json` turns a request into a decoded body or raises `Refusal`, a typed error that knows
+its HTTP status, its metric label and the `{"error", "field", "fix"}` answer. Nothing here knows what a
+review is; what a review may contain is the core's business.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-# The apiserver refuses request bodies over 3 MiB and etcd objects over 1.5 MiB; an UPDATE review carries
-# the object and the old object, so a real review stays under 3 MiB plus a small envelope.
-MAX_BODY_BYTES = 3 * 1024 * 1024 + 64 * 1024
+MiB = 1024 * 1024
+
+# The body cap, from the apiserver's own limits. An UPDATE review carries `object` and `oldObject`. Each
+# is an object etcd can store: at most 1.5 MiB (etcd's --max-request-bytes; an object over that fails at
+# storage whatever a webhook answers, so its review need not fit). The apiserver writes the review with
+# Go's encoding/json, which escapes `&`, `<` and `>` (and U+2028, U+2029, control characters) as 6-byte
+# `\u0026` escapes, so a stored string of 1.5 MiB of `&` arrives as 9 MiB; field names and punctuation
+# grow less than 6x (a protobuf field costs at least 2 bytes, its JSON name and quotes less than 12).
+# Hence 2 x 6 x 1.5 MiB, plus 1 MiB for the envelope (request metadata, userInfo groups and extra,
+# options). controller-runtime's 7 MiB (2 x 3 MiB + 1 MiB) counts object + oldObject + envelope but not
+# the escapes: a 0.6 MB pod of `&` in an UPDATE already passes it.
+ETCD_MAX_OBJECT_BYTES = 3 * MiB // 2
+GO_JSON_ESCAPE_GROWTH = 6
+REVIEW_ENVELOPE_BYTES = 1 * MiB
+MAX_BODY_BYTES = 2 * GO_JSON_ESCAPE_GROWTH * ETCD_MAX_OBJECT_BYTES + REVIEW_ENVELOPE_BYTES  # 19 MiB
+
+# Bodies are held in memory while they arrive. Beyond the first 64 KiB of each (reviews are mostly 5 to
+# 50 KB, and the connection cap bounds how many bodies there are), bytes draw on one budget shared by all
+# requests: three bodies at the cap fit, and many slow near-cap uploads are refused (503) rather than
+# growing the process past its memory limit.
+FREE_BYTES_PER_BODY = 64 * 1024
+MAX_PENDING_BODY_BYTES = 64 * MiB
+
+# Decoded JSON costs far more than its text: `{"a":1},` is 8 bytes and a 200-byte dict. Every member of
+# an object and element of an array follows a `{`, `[` or `,`, and costs at most ~130 bytes decoded, so
+# their count bounds what json.loads will build. A million is ~130 MB, and 5x what an UPDATE of two
+# dense 1.5 MiB objects holds. Counted over the raw bytes (commas inside strings count too): three
+# memchr passes, a few ms for a body at the cap.
+MAX_JSON_VALUES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_pending_body_bytes: int = MAX_PENDING_BODY_BYTES
+    free_bytes_per_body: int = FREE_BYTES_PER_BODY
+    max_json_values: int = MAX_JSON_VALUES
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -27,6 +63,9 @@ class AsciiJSONResponse(JSONResponse):
 
 
 def error_response(status: int, message: str, field_name: str = "", fix: str = "") -> JSONResponse:
+    # A refusal may come before the body is read. uvicorn then reads and drops the rest (bounded by the
+    # body deadline) and keeps the connection: closing it under a client still sending would make most
+    # clients lose the answer to a reset.
     return AsciiJSONResponse({"error": message, "field": field_name, "fix": fix}, status_code=status)
 
 
@@ -42,41 +81,94 @@ class Refusal(Exception):
         self.fix = fix
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, self.field, self.fix)
+        response = error_response(self.status, self.message, self.field, self.fix)
+        if self.status == 503:
+            response.headers["retry-after"] = "1"
+        return response
 
 
-async def read_json(request: Request) -> Any:
-    """The request's body, decoded; `Refusal` for a wrong content type, a body over the cap, or not JSON."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise Refusal(415, "content-type", f"content type {content_type or 'none'} is not JSON",
-                      "Content-Type", "send application/json")  # fmt: skip
-    raw = await _read_body(request)
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise Refusal(
-            400, "json", f"body is not JSON: {err}", "<body>", "send a v1 AdmissionReview"
-        ) from None
+class ClientGone(Exception):
+    """The client closed the connection before its request body was in; nobody is left to answer."""
 
 
-def _too_large() -> Refusal:
-    return Refusal(
-        413, "too-large", f"body over {MAX_BODY_BYTES} bytes", "<body>", "the apiserver never sends this"
-    )
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON (Go's encoding/json never writes it)")
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
+class BodyReader:
+    """Reads request bodies under the per-body cap and the budget of pending bytes across all requests.
+
+    One instance per service; it is used from the event loop's thread only, so the count needs no lock.
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        #: Bytes of bodies being read or decoded now, beyond each body's free allowance.
+        self.pending = 0
+
+    async def read_json(self, request: Request) -> Any:
+        """The request's body, decoded. `Refusal` for a wrong content type, a body over the cap or the
+        budget, or not JSON; `ClientGone` if the client hung up while sending it."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise Refusal(415, "content-type", f"content type {content_type or 'none'} is not JSON",
+                          "Content-Type", "send application/json")  # fmt: skip
+        charged = 0
+        try:
+            raw, charged = await self._read(request)
+            return self._decode(raw)
+        finally:
+            self.pending -= charged
+
+    async def _read(self, request: Request) -> tuple[bytearray, int]:
+        limits = self.limits
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit():
+            if int(declared) > limits.max_body_bytes:
+                raise self._too_large()
+            if int(declared) - limits.free_bytes_per_body > limits.max_pending_body_bytes - self.pending:
+                raise self._busy()
+        body, charged = bytearray(), 0
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limits.max_body_bytes:
+                    raise self._too_large()
+                owed = max(0, len(body) - limits.free_bytes_per_body) - charged
+                if owed:
+                    if self.pending + owed > limits.max_pending_body_bytes:
+                        raise self._busy()
+                    self.pending += owed
+                    charged += owed
+        except ClientDisconnect:
+            self.pending -= charged
+            raise ClientGone from None
+        except Refusal:
+            self.pending -= charged
+            raise
+        return body, charged
+
+    def _decode(self, raw: bytearray) -> Any:
+        values = raw.count(b",") + raw.count(b"{") + raw.count(b"[")
+        if values > self.limits.max_json_values:
+            raise Refusal(413, "too-large", f"JSON with {values} values, over {self.limits.max_json_values}",
+                          "<body>", "no AdmissionReview holds this many")  # fmt: skip
+        try:
+            return json.loads(raw, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise Refusal(400, "json", "body is not usable JSON: nested too deep", "<body>",
+                          "send a v1 AdmissionReview") from None  # fmt: skip
+        except (ValueError, UnicodeDecodeError) as err:
+            raise Refusal(400, "json", f"body is not JSON: {err}", "<body>",
+                          "send a v1 AdmissionReview") from None  # fmt: skip
+
+    def _too_large(self) -> Refusal:
+        return Refusal(413, "too-large", f"body over {self.limits.max_body_bytes} bytes", "<body>",
+                       "the apiserver never sends this")  # fmt: skip
+
+    def _busy(self) -> Refusal:
+        return Refusal(503, "busy", "too many large request bodies in flight", "<body>",
+                       "retry; the apiserver's reviews are far smaller")  # fmt: skip
 
 
 def uid_of(body: Any) -> str:

@@ -41,6 +41,19 @@ class Metrics:
         self.rejected = Counter(
             "immutable_os_webhook_bad_requests", "Requests refused at the HTTP edge", ["reason"], registry=r
         )
+        self.hangups = Counter(
+            "immutable_os_webhook_client_hangups",
+            "Requests whose client closed the connection before the body was in",
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "immutable_os_webhook_reviews_in_flight", "Reviews being read, judged or answered", registry=r
+        )
+        self.pending_body_bytes = Gauge(
+            "immutable_os_webhook_pending_body_bytes",
+            "Bytes of request bodies held now, beyond each body's free allowance (the shared budget)",
+            registry=r,
+        )
         self.errors = Counter(
             "immutable_os_webhook_internal_errors",
             "Reviews answered by the failure stance",

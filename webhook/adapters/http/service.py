@@ -26,6 +26,13 @@ from webhook.core.config import Config
 from webhook.errors import ReviewError, WebhookError
 
 review_log = logging.getLogger("webhook.review")
+edge_log = logging.getLogger("webhook.edge")
+
+# The apiserver's uid is a UUID (36 characters). Every answer echoes it and every log line carries it, so a
+# longer one is refused rather than copied around.
+MAX_UID_LENGTH = 128
+# Names, namespaces and kinds are at most 253 characters in Kubernetes; a log line carries no more.
+MAX_LOGGED_LENGTH = 253
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,19 @@ class Answer:
 
 
 class AdmissionService:
-    def __init__(self, config: Config, state: InventoryState, source: InventorySource) -> None:
+    def __init__(
+        self,
+        config: Config,
+        state: InventoryState,
+        source: InventorySource,
+        limits: edge.Limits | None = None,
+    ) -> None:
         self.config = config
         self.state = state
         self.source = source
         self.metrics = Metrics(state, source)
+        self.bodies = edge.BodyReader(limits)
+        self.metrics.pending_body_bytes.set_function(lambda: float(self.bodies.pending))
 
     def _decide(self, endpoint: Endpoint, body: Any) -> Answer:
         """Every call into the core: read the review, judge it, write the response. A bad review raises
@@ -79,12 +94,28 @@ class AdmissionService:
         return await self.handle(Endpoint.VALIDATE, http)
 
     async def handle(self, endpoint: Endpoint, http: HttpRequest) -> Response:
+        with self.metrics.in_flight.track_inprogress():
+            return await self._handle(endpoint, http)
+
+    async def _handle(self, endpoint: Endpoint, http: HttpRequest) -> Response:
         started = time.perf_counter()
         try:
-            body = await edge.read_json(http)
+            body = await self.bodies.read_json(http)
         except edge.Refusal as refusal:
             self.metrics.rejected.labels(refusal.reason).inc()
             return refusal.response()
+        except edge.ClientGone:
+            # Not an error of ours: counted, and logged at debug, without a traceback.
+            self.metrics.hangups.inc()
+            edge_log.debug(
+                "client hung up while sending its request", extra={"fields": {"path": http.url.path}}
+            )
+            return Response(status_code=400, headers={"connection": "close"})  # nobody left to read it
+        uid = edge.uid_of(body)
+        if len(uid) > MAX_UID_LENGTH:
+            self.metrics.rejected.labels("review").inc()
+            return edge.error_response(400, f"uid of {len(uid)} characters, over {MAX_UID_LENGTH}",
+                                       "request.uid", "send the uid the apiserver generated")  # fmt: skip
         try:
             answer = self._decide(endpoint, body)
         except ReviewError as err:
@@ -109,8 +140,14 @@ class AdmissionService:
         if review_log.isEnabledFor(level):
             findings = [f"{f.check}:{f.field}" for f in verdict.findings]
             fields = {
-                "uid": answer.uid, "endpoint": endpoint.value, **answer.context,
+                "uid": answer.uid, "endpoint": endpoint.value, **_short(answer.context),
                 "decision": verdict.outcome.value, "allowed": verdict.allowed, "mode": mode,
                 "findings": findings, "steered": verdict.steered, "ms": round(elapsed * 1000, 3),
             }  # fmt: skip
             review_log.log(level, "review", extra={"fields": fields})
+
+
+def _short(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context with each string cut to what Kubernetes allows a name: a forged review cannot make a
+    log line megabytes long."""
+    return {k: v[:MAX_LOGGED_LENGTH] if isinstance(v, str) else v for k, v in context.items()}
