@@ -36,6 +36,7 @@ from tests.pki import HOST, Pki
 from webhook.adapters import tls
 from webhook.adapters.http import edge, serve, service
 from webhook.adapters.http.app import create_app
+from webhook.adapters.http.connections import ConnectionLimits
 from webhook.adapters.http.inventory import InventoryState
 from webhook.adapters.http.sources import InventorySource, StaticSource
 from webhook.core.config import Config
@@ -95,7 +96,12 @@ class Served:
 
 @contextlib.contextmanager
 def serving(
-    admission: service.AdmissionService, pki: Pki, *, cert_check_seconds: float | None = None
+    admission: service.AdmissionService,
+    pki: Pki,
+    *,
+    cert_check_seconds: float | None = None,
+    limits: ConnectionLimits | None = None,
+    drain_seconds: float = 2,
 ) -> Iterator[Served]:
     """The service's app under uvicorn, built by `build_uvicorn`, on a free 127.0.0.1 port in a thread of
     its own. With `cert_check_seconds`, the reloader watches the files on the server's loop, as `serve`
@@ -105,9 +111,10 @@ def serving(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((HOST, 0))
     port = sock.getsockname()[1]
-    options = serve.ServeOptions(HOST, port, str(pki.cert_path), str(pki.key_path), graceful_seconds=5)
+    options = serve.ServeOptions(HOST, port, str(pki.cert_path), str(pki.key_path),
+                                 drain_seconds=drain_seconds, limits=limits or ConnectionLimits())  # fmt: skip
     reloader = tls.CertReloader(pki.cert_path, pki.key_path)
-    uv = serve.build_uvicorn(create_app(admission), options, reloader)
+    uv = serve.build_uvicorn(create_app(admission), options, reloader, admission.metrics.connections)
 
     async def main() -> None:
         watcher = asyncio.create_task(reloader.run(cert_check_seconds)) if cert_check_seconds else None

@@ -179,7 +179,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if mirror is not None:
         mirror.start()
     try:
-        asyncio.run(serve(create_app(service), options, reloader))
+        asyncio.run(serve(create_app(service), options, reloader, service.metrics.connections))
     finally:
         if mirror is not None:
             mirror.stop()

@@ -20,12 +20,32 @@ from webhook.core.placement import NodeClass
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+class ConnectionMetrics:
+    """Client connections, counted by the server that accepts them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open = Gauge(
+            "immutable_os_webhook_connections",
+            "Open client connections: in their TLS handshake, waiting, sending a request or being answered",
+            registry=registry,
+        )
+        # reason: handshake (failed or too slow), header-timeout, body-timeout, evicted (over the connection
+        # cap), drain-deadline (still open when the drain after SIGTERM ran out)
+        self.dropped = Counter(
+            "immutable_os_webhook_connections_dropped",
+            "Connections the server closed before their request was in",
+            ["reason"],
+            registry=registry,
+        )
+
+
 class Metrics:
     def __init__(self, state: InventoryState, source: InventorySource) -> None:
         # `_created` series double the scrape for no use here; the function is untyped upstream.
         cast(Callable[[], None], disable_created_metrics)()
         self.registry = CollectorRegistry()
         r = self.registry
+        self.connections = ConnectionMetrics(r)
         self.reviews = Counter(
             "immutable_os_webhook_reviews",
             "Admission reviews answered",

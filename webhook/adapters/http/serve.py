@@ -1,22 +1,55 @@
-"""Running the app: uvicorn over TLS from the certificate reloader, until SIGTERM or SIGINT.
+"""Running the app: uvicorn over TLS from the certificate reloader, its connections bounded, until SIGTERM.
 
-A graceful stop returns from `serve` (exit code 0), so the caller can stop the cluster watch after it.
+`WebhookServer` is uvicorn's server with two parts of its own. Startup: our accept loop, so a connection
+counts from accept (TLS handshake included), the cap holds before the handshake is paid for, and the
+handshake has a deadline. Shutdown, a drain: on SIGTERM the listener closes, every answer from then on
+says `Connection: close`, and connections that are waiting stay open, because the apiserver's Go client
+does not retry a POST it wrote into a connection the server was closing ("failed calling webhook ...
+EOF"); their next request is answered and closed. The process exits when no connection is left, or when
+`drain_seconds` run out. A graceful stop returns from `serve` (exit code 0), so the caller can stop the
+cluster watch after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
+import logging
 import signal
+import socket
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
 import uvicorn
-from starlette.types import ASGIApp
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from webhook.adapters.http.connections import (
+    Connection,
+    ConnectionLimits,
+    Connections,
+    GuardedH11Protocol,
+    Phase,
+)
+from webhook.adapters.http.metrics import ConnectionMetrics
 from webhook.adapters.tls import CertReloader, apply_to_uvicorn
+
+logger = logging.getLogger("webhook.serve")
+
+# asyncio gives every TLS connection a 256 KiB read buffer from its accept on (a class attribute of
+# SSLProtocol, no parameter), which is 280 KiB a connection and 560 MB for 2,000 held ones. 16 KiB, one
+# TLS record, makes it ~42 KiB; a large body then takes more, smaller reads, which costs nothing here.
+TLS_READ_BUFFER_BYTES = 16 * 1024
+# h11's limit on a request head (the request line and headers; the apiserver sends ~1 KB): larger is 400.
+MAX_HEAD_BYTES = 16 * 1024
+# The drain ends within this, below the chart's terminationGracePeriodSeconds minus its preStop sleep.
+DRAIN_SECONDS = 15.0
+# After the drain deadline, reviews still being judged get this long before they are cancelled.
+LAST_ANSWERS_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -26,28 +59,209 @@ class ServeOptions:
     cert_file: str
     key_file: str
     cert_check_seconds: float = 2.0
-    graceful_seconds: int = 20
+    drain_seconds: float = DRAIN_SECONDS
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
-def build_uvicorn(app: ASGIApp, options: ServeOptions, reloader: CertReloader) -> uvicorn.Server:
+class CloseWhenDraining:
+    """ASGI: once the server drains, every answer says `Connection: close`; uvicorn then closes the
+    connection after it, and the client knows not to send another request on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.draining = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.draining:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
+class WebhookServer(uvicorn.Server):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        options: ServeOptions,
+        metrics: ConnectionMetrics,
+        answers: CloseWhenDraining,
+    ) -> None:
+        super().__init__(config)
+        self.options = options
+        self.connections = Connections(options.limits, metrics)
+        self.answers = answers
+        self._listeners: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task[None]] = []
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER_BYTES:
+            asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
+        await self.lifespan.startup()
+        try:
+            self._listeners = list(sockets) if sockets else _bind(self.config.host, self.config.port)
+        except OSError as err:
+            logger.error("cannot listen", extra={"fields": {"error": str(err)}})
+            raise SystemExit(3) from None  # uvicorn's exit code for a failed startup
+        for listener in self._listeners:
+            listener.listen(self.config.backlog)
+            listener.setblocking(False)
+            self._acceptors.append(asyncio.create_task(self._accept(listener)))
+        self.servers = []
+        where = [f"https://{_address(s)}" for s in self._listeners]
+        logger.info("serving", extra={"fields": {"listening": where, **_limits(self.options)}})
+        self.started = True
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as err:  # e.g. out of file descriptors: try again shortly
+                logger.warning("accept failed", extra={"fields": {"error": str(err)}})
+                await asyncio.sleep(0.1)
+                continue
+            # Room is made for a connection that is here, not ahead of one: with all connections being
+            # answered this waits, and the connections behind this one wait in the kernel's queue.
+            try:
+                await self.connections.make_room()
+            except asyncio.CancelledError:
+                sock.close()
+                raise
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers go out unbatched
+            connection = self.connections.open()
+            connection.handshake = asyncio.create_task(self._handshake(sock, connection))
+
+    async def _handshake(self, sock: socket.socket, connection: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        limits, tls = self.options.limits, self.config.ssl
+        try:
+            await loop.connect_accepted_socket(
+                lambda: GuardedH11Protocol(self.config, self.server_state, self.lifespan.state, connection,
+                                           self.connections),
+                sock=sock,
+                ssl=tls,
+                ssl_handshake_timeout=limits.handshake_seconds if tls else None,
+                ssl_shutdown_timeout=limits.tls_close_seconds if tls else None,
+            )  # fmt: skip
+        except asyncio.CancelledError:  # evicted, or the server is stopping
+            self.connections.discard(connection)
+            sock.close()
+        except (OSError, TimeoutError) as err:  # ssl.SSLError is an OSError
+            self.connections.discard(connection)
+            self.connections.metrics.dropped.labels("handshake").inc()
+            logger.debug("TLS handshake failed", extra={"fields": {"error": str(err) or type(err).__name__}})
+            sock.close()
+        finally:
+            connection.handshake = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """The drain: stop accepting, answer every request still coming on open connections with
+        `Connection: close`, and return once they are gone or `drain_seconds` have passed."""
+        started = time.monotonic()
+        for acceptor in self._acceptors:
+            acceptor.cancel()
+        for listener in self._listeners:
+            listener.close()  # new connections are refused from here on
+        self.answers.draining = True
+        for connection in self.connections:
+            protocol = connection.protocol
+            if protocol is not None and protocol.cycle is not None and not protocol.cycle.response_complete:
+                protocol.cycle.keep_alive = False  # an answer already under way closes after it is sent
+        at_start = len(self.connections)
+        fields = {"connections": at_start, "deadline_seconds": self.options.drain_seconds}
+        logger.info("draining", extra={"fields": fields})
+        deadline = started + self.options.drain_seconds
+        while len(self.connections) and not self.force_exit and time.monotonic() < deadline:
+            await self.connections.wait_closed(min(0.1, max(0.0, deadline - time.monotonic())))
+        left = list(self.connections)
+        for connection in left:
+            if connection.phase is not Phase.ANSWERING:
+                self.connections.metrics.dropped.labels("drain-deadline").inc()
+                connection.abort()
+        await self._last_answers()
+        fields = {"connections": at_start, "cut_at_deadline": len(left),
+                  "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+        logger.info("drained", extra={"fields": fields})
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _last_answers(self) -> None:
+        tasks = list(self.server_state.tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=LAST_ANSWERS_SECONDS)
+            for task in pending:
+                task.cancel()
+        for connection in list(self.connections):
+            connection.abort()
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """A listening socket per address `host` resolves to, as asyncio's create_server makes them."""
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        ):
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _limits(options: ServeOptions) -> dict[str, float]:
+    limits = options.limits
+    return {"max_connections": limits.max_connections, "drain_seconds": options.drain_seconds,
+            "header_seconds": limits.header_seconds, "body_seconds": limits.body_seconds,
+            "keep_alive_seconds": limits.keep_alive_seconds}  # fmt: skip
+
+
+def build_uvicorn(
+    app: ASGIApp, options: ServeOptions, reloader: CertReloader, metrics: ConnectionMetrics | None = None
+) -> WebhookServer:
+    limits = options.limits
+    answers = CloseWhenDraining(app)
     config = uvicorn.Config(
-        app,
+        answers,
         host=options.host,
         port=options.port,
+        http="h11",
         log_config=None,
         access_log=False,
         server_header=False,
         lifespan="off",
-        # Finish in-flight reviews after SIGTERM; the apiserver retries nothing, so don't cut them off.
-        timeout_graceful_shutdown=options.graceful_seconds,
+        timeout_keep_alive=int(limits.keep_alive_seconds),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        proxy_headers=False,  # nothing sits in front of the webhook that it should believe
     )
     apply_to_uvicorn(config, reloader)
-    return uvicorn.Server(config)
+    return WebhookServer(config, options, metrics or ConnectionMetrics(CollectorRegistry()), answers)
 
 
-async def serve(app: ASGIApp, options: ServeOptions, reloader: CertReloader) -> None:
-    """Serve until SIGTERM/SIGINT: uvicorn stops accepting, finishes in-flight requests, returns."""
-    server = build_uvicorn(app, options, reloader)
+async def serve(
+    app: ASGIApp, options: ServeOptions, reloader: CertReloader, metrics: ConnectionMetrics | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain (see the module's docstring) and return."""
+    server = build_uvicorn(app, options, reloader, metrics)
     watcher = asyncio.create_task(reloader.run(options.cert_check_seconds))
     try:
         with _return_after_stop_signal():
