@@ -22,8 +22,9 @@ from webhook import __version__
 from webhook.adapters import certs, cluster, listing, tls
 from webhook.adapters.files import Document, load_config, load_namespace_labels, load_nodes, read_documents
 from webhook.adapters.http.app import create_app
+from webhook.adapters.http.connections import ConnectionLimits
 from webhook.adapters.http.inventory import InventoryState
-from webhook.adapters.http.serve import ServeOptions, serve
+from webhook.adapters.http.serve import DRAIN_SECONDS, ServeOptions, serve
 from webhook.adapters.http.service import AdmissionService
 from webhook.adapters.http.sources import ClusterSource, InventorySource, StaticSource
 from webhook.core import report
@@ -143,7 +144,22 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--own-namespace", default=os.environ.get("POD_NAMESPACE", ""),
                    help="the webhook's own namespace, always exempt (default: $POD_NAMESPACE)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--drain-seconds", type=_positive, default=DRAIN_SECONDS, metavar="S",
+                   help="after SIGTERM, serve open connections (answering with Connection: close) for at "
+                   f"most S seconds (default {DRAIN_SECONDS:g}; keep it below the pod's "
+                   "terminationGracePeriodSeconds minus its preStop sleep)")  # fmt: skip
+    cap = ConnectionLimits().max_connections
+    p.add_argument("--max-connections", type=int, default=cap, metavar="N",
+                   help="open client connections at most; past it the least recently active one that is "
+                   f"not being answered is closed (default {cap})")  # fmt: skip
     p.set_defaults(run=run_serve)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -175,7 +191,12 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: --cert-file/--key-file: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     service = AdmissionService(config, state, source)
-    options = ServeOptions(args.host, args.port, args.cert_file, args.key_file)
+    if args.max_connections < 1:
+        print(f"error: --max-connections: {args.max_connections} is not a positive number", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    limits = replace(ConnectionLimits(), max_connections=args.max_connections)
+    options = ServeOptions(args.host, args.port, args.cert_file, args.key_file,
+                           drain_seconds=args.drain_seconds, limits=limits)  # fmt: skip
     if mirror is not None:
         mirror.start()
     try:
