@@ -62,12 +62,27 @@ class Phase(enum.Enum):
 class Connection:
     """One accepted connection, from accept to close."""
 
-    __slots__ = ("handshake", "phase", "protocol")
+    __slots__ = ("handshake", "phase", "protocol", "served")
 
     def __init__(self) -> None:
         self.phase = Phase.HANDSHAKE
         self.handshake: asyncio.Task[Any] | None = None
         self.protocol: GuardedH11Protocol | None = None
+        #: Answers completed on this connection.
+        self.served = 0
+
+    @property
+    def closing(self) -> bool:
+        return (
+            self.protocol is not None
+            and self.protocol.transport is not None
+            and (self.protocol.transport.is_closing())
+        )
+
+    def close_idle(self) -> None:
+        """Close a connection between requests as keep-alive ends: a TLS close the client can read."""
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.timeout_keep_alive_handler()
 
     def abort(self) -> None:
         if self.protocol is not None and self.protocol.transport is not None:
@@ -195,6 +210,7 @@ class GuardedH11Protocol(H11Protocol):
                 self.tracked.touch(self.connection)
                 self._enter(Phase.ANSWERING, None, "")
         elif their is h11.IDLE and not answering and phase in (Phase.BODY, Phase.ANSWERING):
+            self.connection.served += 1
             self.tracked.touch(self.connection)
             self._enter(Phase.WAITING, self.limits.keep_alive_seconds, "idle")
 
@@ -215,8 +231,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         if reason == "idle":
-            # The end of keep-alive, as uvicorn ends it: a TLS close the client can read.
-            self.timeout_keep_alive_handler()
+            self.connection.close_idle()
             return
         self.tracked.metrics.dropped.labels(reason).inc()
         logger.debug("cut a slow connection", extra={"fields": {"reason": reason, "client": self.client}})

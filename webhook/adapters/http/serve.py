@@ -1,13 +1,16 @@
 """Running the app: uvicorn over TLS from the certificate reloader, its connections bounded, until SIGTERM.
 
 `WebhookServer` is uvicorn's server with two parts of its own. Startup: our accept loop, so a connection
-counts from accept (TLS handshake included), the cap holds before the handshake is paid for, and the
-handshake has a deadline. Shutdown, a drain: on SIGTERM the listener closes, every answer from then on
-says `Connection: close`, and connections that are waiting stay open, because the apiserver's Go client
-does not retry a POST it wrote into a connection the server was closing ("failed calling webhook ...
-EOF"); their next request is answered and closed. The process exits when no connection is left, or when
-`drain_seconds` run out. A graceful stop returns from `serve` (exit code 0), so the caller can stop the
-cluster watch after it.
+counts from accept (TLS handshake included), the cap holds before a handshake is paid for, and the
+handshake has a deadline. Shutdown, the drain: the apiserver's Go client does not retry a POST it wrote
+into a connection the server was closing ("failed calling webhook ... EOF"), so on SIGTERM no waiting
+connection is closed. Every answer from then on says `Connection: close`, so each open connection ends
+after its next request, at the client's end of it. New connections are still served (and closed) while
+any remain, for clients that reach this replica before its endpoint is gone everywhere. The drain ends
+when no connection is left, or after `drain_seconds`: then the listener closes (connections the kernel
+had queued are served first), connections still idle are closed, and those in the middle of a request
+get LAST_CALL_SECONDS to be answered. A graceful stop returns from `serve` (exit code 0), so the caller
+can stop the cluster watch after it.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ TLS_READ_BUFFER_BYTES = 16 * 1024
 MAX_HEAD_BYTES = 16 * 1024
 # The drain ends within this, below the chart's terminationGracePeriodSeconds minus its preStop sleep.
 DRAIN_SECONDS = 15.0
-# After the drain deadline, reviews still being judged get this long before they are cancelled.
-LAST_ANSWERS_SECONDS = 1.0
+# When the drain ends, connections in the middle of a request get this long to be answered.
+LAST_CALL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,15 @@ class WebhookServer(uvicorn.Server):
             try:
                 await self.connections.make_room()
             except asyncio.CancelledError:
-                sock.close()
+                self._admit(sock)  # stopping: this one is served in the last call
                 raise
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers go out unbatched
-            connection = self.connections.open()
-            connection.handshake = asyncio.create_task(self._handshake(sock, connection))
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers go out unbatched
+        connection = self.connections.open()
+        connection.handshake = asyncio.create_task(self._handshake(sock, connection))
 
     async def _handshake(self, sock: socket.socket, connection: Connection) -> None:
         loop = asyncio.get_running_loop()
@@ -163,44 +169,56 @@ class WebhookServer(uvicorn.Server):
             connection.handshake = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """The drain: stop accepting, answer every request still coming on open connections with
-        `Connection: close`, and return once they are gone or `drain_seconds` have passed."""
+        """The drain: see the module's docstring."""
         started = time.monotonic()
-        for acceptor in self._acceptors:
-            acceptor.cancel()
-        for listener in self._listeners:
-            listener.close()  # new connections are refused from here on
+        deadline = started + self.options.drain_seconds
         self.answers.draining = True
         for connection in self.connections:
             protocol = connection.protocol
             if protocol is not None and protocol.cycle is not None and not protocol.cycle.response_complete:
-                protocol.cycle.keep_alive = False  # an answer already under way closes after it is sent
+                protocol.cycle.keep_alive = False  # an answer already under way: closed after it is sent
         at_start = len(self.connections)
-        fields = {"connections": at_start, "deadline_seconds": self.options.drain_seconds}
+        fields: dict[str, float] = {"connections": at_start, "deadline_seconds": self.options.drain_seconds}
         logger.info("draining", extra={"fields": fields})
-        deadline = started + self.options.drain_seconds
+        # Still accepting: a client that reaches this replica yet (its endpoint is not gone from every
+        # node, or every replica is terminating) is answered, and told to close, rather than refused.
         while len(self.connections) and not self.force_exit and time.monotonic() < deadline:
             await self.connections.wait_closed(min(0.1, max(0.0, deadline - time.monotonic())))
-        left = list(self.connections)
-        for connection in left:
-            if connection.phase is not Phase.ANSWERING:
-                self.connections.metrics.dropped.labels("drain-deadline").inc()
-                connection.abort()
-        await self._last_answers()
-        fields = {"connections": at_start, "cut_at_deadline": len(left),
+        self._stop_accepting()
+        idle = 0
+        if not self.force_exit:
+            # Last call. An idle connection (answered, nothing sent since) is closed now: the one close a
+            # client can race, and only for a connection it left unused through the whole drain. One
+            # that is being opened, sent a request or answered gets LAST_CALL_SECONDS to finish.
+            for connection in self.connections:
+                if connection.phase is Phase.WAITING and connection.served:
+                    connection.close_idle()
+                    idle += 1
+            last_call = time.monotonic() + LAST_CALL_SECONDS
+            while len(self.connections) and time.monotonic() < last_call:
+                await self.connections.wait_closed(min(0.1, max(0.0, last_call - time.monotonic())))
+        cut = [c for c in self.connections if not c.closing]
+        for connection in self.connections:
+            connection.abort()  # closing ones too: a client that never acknowledges a TLS close
+        self.connections.metrics.dropped.labels("drain-deadline").inc(idle + len(cut))
+        for task in list(self.server_state.tasks):
+            task.cancel()
+        fields = {"connections": at_start, "idle_closed": idle, "cut": len(cut),
                   "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
         logger.info("drained", extra={"fields": fields})
         if not self.force_exit:
             await self.lifespan.shutdown()
 
-    async def _last_answers(self) -> None:
-        tasks = list(self.server_state.tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=LAST_ANSWERS_SECONDS)
-            for task in pending:
-                task.cancel()
-        for connection in list(self.connections):
-            connection.abort()
+    def _stop_accepting(self) -> None:
+        for acceptor in self._acceptors:
+            acceptor.cancel()
+        for listener in self._listeners:
+            # Connections the kernel has queued are taken and served first: closing the listener with
+            # them in its queue would reset them.
+            with contextlib.suppress(OSError):  # BlockingIOError: the queue is empty
+                while True:
+                    self._admit(listener.accept()[0])
+            listener.close()
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
