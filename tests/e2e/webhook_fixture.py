@@ -99,9 +99,11 @@ class WebhookProcess:
         *,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.control_plane = control_plane
         self.name = name
+        self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.dir = control_plane.tmp_dir / f"webhook-{name}"
@@ -134,6 +136,7 @@ class WebhookProcess:
             f"--host={LOOPBACK}", f"--port={self.port}",
             f"--kubeconfig={self.control_plane.kubeconfig_path}", f"--config={self.config_path}",
             "--log-level=debug",  # tests read every review from the log, clean ones included
+            *self.extra_args,
         ]  # fmt: skip
 
     def alive(self) -> bool:
@@ -173,6 +176,15 @@ class WebhookProcess:
             self.stop()
             raise WebhookError(f"{exc}; last lines of its log:\n{self.logs()}") from exc
         return self
+
+    def terminate(self) -> None:
+        """SIGTERM, without waiting: the server drains, then exits (`exited()` says when)."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGTERM)
+
+    def exit_code(self) -> int | None:
+        """The exit code once the process has exited, else None."""
+        return self._popen.poll() if self._popen is not None else None
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after `stop_timeout`; safe to call twice."""
@@ -215,15 +227,19 @@ class WebhookProcess:
     def logs(self, lines: int = 60) -> str:
         return tail(self.log_path, lines)
 
-    def reviews(self) -> list[dict[str, Any]]:
-        """The JSON review log lines the server wrote so far."""
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The JSON log lines the server wrote so far."""
         entries = []
         for line in self.log_path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 entry = json.loads(line)
-                if isinstance(entry, dict) and entry.get("msg") == "review":
+                if isinstance(entry, dict):
                     entries.append(entry)
         return entries
+
+    def reviews(self) -> list[dict[str, Any]]:
+        """The JSON review log lines the server wrote so far."""
+        return [entry for entry in self.log_entries() if entry.get("msg") == "review"]
 
 
 def webhook_entry(

@@ -126,19 +126,23 @@ class Connections:
             self._changed.set()
         connection.phase = phase
 
-    async def make_room(self) -> None:
-        """Return once a new connection fits, evicting the least recently active one that is not being
-        answered; if every connection is being answered, wait for one to close."""
+    def make_room(self) -> bool:
+        """Make room for one more connection, evicting the least recently active one that is not being
+        answered if the cap is reached; False if every connection is being answered."""
         while len(self._lru) >= self.limits.max_connections:
             victim = next((c for c in self._lru if c.phase is not Phase.ANSWERING), None)
             if victim is None:
-                self._changed.clear()
-                await self._changed.wait()
-                continue
+                return False
             self.metrics.dropped.labels("evicted").inc()
             logger.debug("evicted a connection", extra={"fields": {"phase": victim.phase.value}})
             victim.abort()
             self.discard(victim)
+        return True
+
+    async def changed(self) -> None:
+        """Return when a connection closes or stops being answered."""
+        self._changed.clear()
+        await self._changed.wait()
 
     async def wait_closed(self, timeout: float) -> None:
         """Return when a connection closes (or stops being answered), or after `timeout` seconds."""

@@ -101,7 +101,10 @@ class WebhookServer(uvicorn.Server):
         self.connections = Connections(options.limits, metrics)
         self.answers = answers
         self._listeners: list[socket.socket] = []
-        self._acceptors: list[asyncio.Task[None]] = []
+        self._listening = True
+        #: Accepted while no connection could make room; admitted as soon as one can.
+        self._waiting: list[socket.socket] = []
+        self._resumer: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER_BYTES:
@@ -115,29 +118,75 @@ class WebhookServer(uvicorn.Server):
         for listener in self._listeners:
             listener.listen(self.config.backlog)
             listener.setblocking(False)
-            self._acceptors.append(asyncio.create_task(self._accept(listener)))
+        self._listen()
         self.servers = []
         where = [f"https://{_address(s)}" for s in self._listeners]
         logger.info("serving", extra={"fields": {"listening": where, **_limits(self.options)}})
         self.started = True
 
-    async def _accept(self, listener: socket.socket) -> None:
+    # Accepting is a reader callback on each listener, as in asyncio's own servers: an accepted socket is
+    # admitted (or held for room) before the callback returns, so stopping can never drop one.
+
+    def _listen(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        for listener in self._listeners:
+            loop.add_reader(listener.fileno(), self._accept, listener)
+
+    def _pause(self, delay: float = 0.0) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self._listeners:
+            loop.remove_reader(listener.fileno())
+        if self._resumer is None:
+            self._resumer = loop.create_task(self._resume(delay))
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(self.config.backlog):  # bounded per wake-up; the loop calls again while any wait
             try:
-                sock, _ = await loop.sock_accept(listener)
-            except OSError as err:  # e.g. out of file descriptors: try again shortly
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # out of file descriptors, most likely: stop a moment
                 logger.warning("accept failed", extra={"fields": {"error": str(err)}})
-                await asyncio.sleep(0.1)
-                continue
-            # Room is made for a connection that is here, not ahead of one: with all connections being
-            # answered this waits, and the connections behind this one wait in the kernel's queue.
-            try:
-                await self.connections.make_room()
-            except asyncio.CancelledError:
-                self._admit(sock)  # stopping: this one is served in the last call
-                raise
+                self._pause(0.1)
+                return
+            # Room is made for a connection that is here, not ahead of one. With every connection being
+            # answered it waits, and the connections behind it in the kernel's queue.
+            if not self.connections.make_room():
+                self._waiting.append(sock)
+                self._pause()
+                return
             self._admit(sock)
+
+    async def _resume(self, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            while self._waiting:
+                if self.connections.make_room():
+                    self._admit(self._waiting.pop(0))
+                else:
+                    await self.connections.changed()
+            if self._listening:
+                self._listen()
+        finally:
+            self._resumer = None
+
+    def _stop_accepting(self) -> None:
+        self._listening = False
+        if self._resumer is not None:
+            self._resumer.cancel()
+        for sock in self._waiting:
+            self._admit(sock)  # served in the last call, past the cap if need be
+        self._waiting.clear()
+        loop = asyncio.get_running_loop()
+        for listener in self._listeners:
+            loop.remove_reader(listener.fileno())
+            # Connections the kernel has queued are taken and served first: closing the listener with
+            # them in its queue would reset them.
+            with contextlib.suppress(OSError):  # BlockingIOError: the queue is empty
+                while True:
+                    self._admit(listener.accept()[0])
+            listener.close()
+        logger.info("stopped listening", extra={"fields": {"connections": len(self.connections)}})
 
     def _admit(self, sock: socket.socket) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -208,17 +257,6 @@ class WebhookServer(uvicorn.Server):
         logger.info("drained", extra={"fields": fields})
         if not self.force_exit:
             await self.lifespan.shutdown()
-
-    def _stop_accepting(self) -> None:
-        for acceptor in self._acceptors:
-            acceptor.cancel()
-        for listener in self._listeners:
-            # Connections the kernel has queued are taken and served first: closing the listener with
-            # them in its queue would reset them.
-            with contextlib.suppress(OSError):  # BlockingIOError: the queue is empty
-                while True:
-                    self._admit(listener.accept()[0])
-            listener.close()
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
