@@ -89,7 +89,8 @@ class WebhookError(RuntimeError):
 
 
 class WebhookProcess:
-    """One `python -m webhook serve` process on 127.0.0.1 with its own CA, serving pair and config."""
+    """One `python -m webhook serve` process on 127.0.0.1 with its own CA, serving pair and config (or,
+    with `same_pki_as`, another process's: replicas behind one address)."""
 
     def __init__(
         self,
@@ -100,6 +101,7 @@ class WebhookProcess:
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         extra_args: Sequence[str] = (),
+        same_pki_as: WebhookProcess | None = None,
     ) -> None:
         self.control_plane = control_plane
         self.name = name
@@ -108,14 +110,19 @@ class WebhookProcess:
         self.stop_timeout = stop_timeout
         self.dir = control_plane.tmp_dir / f"webhook-{name}"
         self.dir.mkdir(mode=0o700)
-        self.ca = certs.generate_ca(f"immutable-os-e2e-{name}-ca")
-        serving = certs.issue_serving_cert(self.ca, "immutable-os-webhook", "e2e", ips=[LOOPBACK])
+        if same_pki_as is None:
+            self.ca = certs.generate_ca(f"immutable-os-e2e-{name}-ca")
+            serving = certs.issue_serving_cert(self.ca, "immutable-os-webhook", "e2e", ips=[LOOPBACK])
+            cert_pem, key_pem = serving.cert_pem, serving.key_pem
+        else:
+            self.ca = same_pki_as.ca
+            cert_pem, key_pem = same_pki_as.cert_path.read_bytes(), same_pki_as.key_path.read_bytes()
         self.ca_path = self.dir / "ca.crt"
         self.ca_path.write_bytes(self.ca.cert_pem)
         self.cert_path = self.dir / "tls.crt"
-        self.cert_path.write_bytes(serving.cert_pem)
+        self.cert_path.write_bytes(cert_pem)
         self.key_path = self.dir / "tls.key"
-        self.key_path.write_bytes(serving.key_pem)
+        self.key_path.write_bytes(key_pem)
         self.key_path.chmod(0o600)
         self.config_path = self.dir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(dict(config)))
