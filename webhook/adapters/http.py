@@ -39,9 +39,10 @@ from starlette.routing import Route
 
 from webhook.adapters.cluster import ClusterMirror
 from webhook.adapters.tls import CertReloader, apply_to_uvicorn
-from webhook.core.admission import Endpoint, Outcome, Verdict, errored, judge, read_review, respond
+from webhook.core.admission import Endpoint, Outcome, Verdict, answer, respond
 from webhook.core.config import Config
 from webhook.core.placement import Inventory, Node, NodeClass
+from webhook.core.review import errored, read_review
 from webhook.errors import NodeListError, ReviewError, WebhookError
 
 # The apiserver refuses request bodies over 3 MiB and etcd objects over 1.5 MiB; an UPDATE review carries
@@ -154,7 +155,8 @@ class Metrics:
 
 def _pool_count(state: InventoryState, node_class: NodeClass) -> float:
     inventory = state.inventory
-    return float(sum(1 for p in inventory.pools if p.node_class is node_class)) if inventory else 0.0
+    # Node pools, not scheduling groups: a pool spanning three zones counts once.
+    return float(len({p.key for p in inventory.pools if p.node_class is node_class})) if inventory else 0.0
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -197,7 +199,7 @@ class AdmissionService:
         request = read_review(body)
         context = {"kind": request.kind, "namespace": request.namespace, "name": request.name,
                    "operation": request.operation, "dryRun": request.dry_run}  # fmt: skip
-        verdict = judge(
+        verdict = answer(
             request,
             endpoint=endpoint,
             config=self.config,
@@ -239,10 +241,10 @@ class AdmissionService:
             fields = {"uid": uid, "endpoint": endpoint.value, "error": message}
             review_log.exception("review failed", extra={"fields": fields})
             return AsciiJSONResponse(errored(uid, message, allow=self.config.allow_on_internal_error))
-        answer = respond(uid, verdict, endpoint)
+        review = respond(uid, verdict)
         elapsed = time.perf_counter() - started
         self._record(endpoint, uid, verdict, context, elapsed)
-        return AsciiJSONResponse(answer)
+        return AsciiJSONResponse(review)
 
     def _record(
         self, endpoint: Endpoint, uid: str, verdict: Verdict, context: dict[str, Any], elapsed: float
