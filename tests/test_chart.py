@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from cryptography import x509
@@ -31,7 +32,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from webhook.adapters import certs
 from webhook.cli import build_parser
-from webhook.core.config import Config, Mode
+from webhook.core.config import CONFIG_API_VERSION, CONFIG_KIND, Config, Mode
+from webhook.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "immutable-os-webhook"
@@ -338,7 +340,7 @@ def test_webhook_configurations(helm: str) -> None:
 
     pod_rules = found["pods.immutable-os.io"]["rules"]
     assert [(r["apiGroups"], r["operations"], r["resources"]) for r in pod_rules] == [
-        ([""], ["CREATE"], ["pods"]),
+        ([""], ["CREATE", "UPDATE"], ["pods"]),
         ([""], ["UPDATE"], ["pods/ephemeralcontainers"]),
     ]
     assert [r["resources"] for r in found["steer-pods.immutable-os.io"]["rules"]] == [["pods"]]
@@ -516,7 +518,7 @@ def test_config_map_is_a_config_the_webhook_accepts(helm: str) -> None:
     assert Config.from_dict(default) == Config.from_dict(None)
 
     rich = rendered_config(template(helm, {"config": RICH_CONFIG}))
-    assert rich == RICH_CONFIG
+    assert rich == {"apiVersion": CONFIG_API_VERSION, "kind": CONFIG_KIND, **RICH_CONFIG}
     config = Config.from_dict(rich)
     assert config.mode is Mode.WARN
     assert config.allow_on_internal_error is False
@@ -857,3 +859,41 @@ def test_host_access_condition_follows_the_checks_and_the_template_path(helm: st
         host_access_condition(helm, "pods", {"config": {"checks": {"privileged": True}}}) or ""
     )
     assert host_access_condition(helm, "pods", {"webhook": {"skipPodsWithoutHostAccess": False}}) is None
+
+
+# ----------------------------------------------------------------- generated from the code, not kept by hand
+
+
+def test_the_chart_parts_the_code_defines_are_up_to_date() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "hack" / "generate-chart.py"), "--check"],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+SCHEMA_CASES: list[Any] = [
+    None, {}, RICH_CONFIG, {"apiVersion": CONFIG_API_VERSION, "kind": CONFIG_KIND, "mode": "audit"},
+    {"profiles": {"azure-linux-osguard": {"hostContract": {"codeIntegrity": "enforce", "volatile": ["/var/tmp"]}},
+                  "myos": {"osImagePrefixes": ["MyOS"], "hostContract": {"readOnly": ["/"]}}},
+     "steering": {"daemonSets": "warn"}, "immutableNodeSelectors": [{"matchLabels": {"a": "b"}, "profile": "flatcar"}]},
+    {"apiVersion": "config.immutable-os.io/v2"}, {"kind": "Other"}, {"mdoe": "warn"}, {"mode": "strict"},
+    {"checks": {"host-pids": True}}, {"checks": {"host-pid": {"severity": "fatal"}}},
+    {"allowedHostPaths": [{"pathPrefix": "var/log"}]}, {"profiles": {"myos": {}}},
+    {"profiles": {"flatcar": {"hostContract": {"readonly": ["/x"]}}}},
+    {"profiles": {"flatcar": {"hostContract": {"hostNamespaces": "fails"}}}},
+    {"profiles": {"flatcar": {"hostContract": {"readOnly": ["usr"]}}}},
+    {"immutableNodeSelectors": [{}]}, {"steering": {"daemonSets": "skip"}}, {"onInternalError": "ignore"},
+    {"maxInventoryStalenessSeconds": -1}, {"exemptions": {"namespaces": "kube-system"}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", SCHEMA_CASES, ids=[json.dumps(c)[:60] for c in SCHEMA_CASES])
+def test_the_schema_and_the_validator_agree(config: Any) -> None:
+    """What helm accepts under `config` the webhook accepts, and what helm rejects it rejects."""
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    schema_ok = jsonschema.Draft7Validator(schema).is_valid(config if config is not None else {})
+    try:
+        Config.from_dict(config)
+        validator_ok = True
+    except ConfigError:
+        validator_ok = False
+    assert schema_ok == validator_ok

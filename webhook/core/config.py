@@ -60,6 +60,26 @@ class DaemonSetPolicy(enum.Enum):
 CHECK_IDS = ("host-path", "host-pid", "host-ipc", "host-network", "privileged")
 DEFAULT_DISABLED_CHECKS = frozenset({"privileged"})
 
+# The config file's versioned identity, as Pod Security Admission's configuration has one. A file without
+# apiVersion and kind (written before they existed) is read as this version.
+CONFIG_API_VERSION = f"config.{PREFIX}/v1alpha1"
+CONFIG_KIND = "ImmutableOSWebhookConfiguration"
+
+# The keys of each section: the validator below and the chart's JSON Schema (config_schema.py) read these.
+TOP_KEYS = ("apiVersion", "kind", "mode", "checks", "allowedHostPaths", "profiles", "immutableNodeSelectors",
+            "steering", "exemptions", "onInternalError", "maxInventoryStalenessSeconds")  # fmt: skip
+CHECK_KEYS = ("enabled", "severity")
+HOST_PATH_KEYS = ("pathPrefix", "readOnly")
+PROFILE_KEYS = ("enabled", "displayName", "labels", "labelPrefixes", "osImagePrefixes", "kernelSuffixes",
+                "hostContract")  # fmt: skip
+CONTRACT_TREE_KEYS = ("readOnly", "writable", "volatile", "noexec", "uncertain")
+CONTRACT_KEYS = (*CONTRACT_TREE_KEYS, "codeIntegrity", "hostNamespaces", "privileged")
+SELECTOR_KEYS = ("name", "matchLabels", "matchExpressions", "profile")
+REQUIREMENT_KEYS = ("key", "operator", "values")
+STEERING_KEYS = ("enabled", "strategy", "nodeSelector", "daemonSets")
+EXEMPTION_KEYS = ("namespaces", "usernames", "groups", "runtimeClasses")
+INTERNAL_ERROR_STANCES = ("allow", "deny")
+
 
 @dataclass(frozen=True)
 class CheckSettings:
@@ -182,10 +202,8 @@ class Config:
         if data is None:
             return cls()
         reader = _Reader(data, "")
-        reader.allow_only(
-            "mode", "checks", "allowedHostPaths", "profiles", "immutableNodeSelectors", "steering",
-            "exemptions", "onInternalError", "maxInventoryStalenessSeconds",
-        )  # fmt: skip
+        reader.allow_only(*TOP_KEYS)
+        _version(reader)
         default = cls()
         profiles = _profiles(reader.get("profiles", {}))
         return cls(
@@ -197,7 +215,7 @@ class Config:
             steering=_steering(reader.get("steering", {})),
             exemptions=_exemptions(reader.get("exemptions", {})),
             allow_on_internal_error=_enum_value(
-                reader.get("onInternalError", "allow"), ("allow", "deny"), "onInternalError"
+                reader.get("onInternalError", "allow"), INTERNAL_ERROR_STANCES, "onInternalError"
             )
             == "allow",
             max_inventory_staleness_seconds=_positive_number(
@@ -205,6 +223,16 @@ class Config:
                 "maxInventoryStalenessSeconds",
             ),
         )
+
+
+def _version(reader: _Reader) -> None:
+    api_version = reader.get("apiVersion", CONFIG_API_VERSION)
+    kind = reader.get("kind", CONFIG_KIND)
+    if api_version != CONFIG_API_VERSION:
+        raise ConfigError(f"unknown apiVersion {api_version!r}", field="apiVersion",
+                          fix=f"this webhook reads apiVersion: {CONFIG_API_VERSION}")  # fmt: skip
+    if kind != CONFIG_KIND:
+        raise ConfigError(f"unknown kind {kind!r}", field="kind", fix=f"use kind: {CONFIG_KIND}")
 
 
 class _Reader:
@@ -283,7 +311,7 @@ def _checks(value: Any) -> dict[str, CheckSettings]:
             result[check_id] = CheckSettings(enabled=raw)
             continue
         item = _Reader(raw, where)
-        item.allow_only("enabled", "severity")
+        item.allow_only(*CHECK_KEYS)
         result[check_id] = CheckSettings(
             enabled=_bool(item.get("enabled", True), item.path("enabled")),
             severity=_enum(Severity, item.get("severity", "error"), item.path("severity")),
@@ -297,7 +325,7 @@ def _host_paths(value: Any) -> tuple[HostPathRule, ...]:
     rules = []
     for i, raw in enumerate(value):
         item = _Reader(raw, f"allowedHostPaths[{i}]")
-        item.allow_only("pathPrefix", "readOnly")
+        item.allow_only(*HOST_PATH_KEYS)
         prefix = _string(item.get("pathPrefix", None), item.path("pathPrefix"))
         if not prefix.startswith("/"):
             raise ConfigError(
@@ -312,7 +340,7 @@ def _string_lists(value: Any, where: str) -> dict[str, tuple[str, ...]]:
     return {str(k): _strings(v, reader.path(str(k))) for k, v in reader.data.items()}
 
 
-_CONTRACT_TREE_KEYS = {
+_CONTRACT_TREE_ACCESS = {
     "readOnly": Access.READ_ONLY,
     "writable": Access.WRITABLE,
     "volatile": Access.WRITABLE,
@@ -326,9 +354,9 @@ def _contract(value: Any, where: str, base: HostContract) -> HostContract:
     """`hostContract` overrides: each listed path takes the state of the list naming it (a path in both
     `volatile` and `noexec` is both); paths not listed keep the built-in state."""
     item = _Reader(value, where)
-    item.allow_only(*_CONTRACT_TREE_KEYS, "codeIntegrity", "hostNamespaces", "privileged")
+    item.allow_only(*CONTRACT_KEYS)
     listed: dict[str, dict[str, Any]] = {}
-    for key, access in _CONTRACT_TREE_KEYS.items():
+    for key, access in _CONTRACT_TREE_ACCESS.items():
         for i, path in enumerate(_strings(item.get(key, []), item.path(key))):
             if not path.startswith("/"):
                 raise ConfigError(
@@ -371,10 +399,7 @@ def _profiles(value: Any) -> tuple[Profile, ...]:
             by_name[name] = replace(by_name[name], enabled=raw)
             continue
         item = _Reader(raw, where)
-        item.allow_only(
-            "enabled", "displayName", "labels", "labelPrefixes", "osImagePrefixes", "kernelSuffixes",
-            "hostContract",
-        )  # fmt: skip
+        item.allow_only(*PROFILE_KEYS)
         base = by_name.get(name, Profile(str(name), str(name), GENERIC_CONTRACT))
         labels = dict(base.labels)
         labels.update(_string_lists(item.get("labels", {}), item.path("labels")))
@@ -402,7 +427,7 @@ def _profiles(value: Any) -> tuple[Profile, ...]:
 
 def parse_requirement(raw: Any, where: str) -> SelectorRequirement:
     item = _Reader(raw, where)
-    item.allow_only("key", "operator", "values")
+    item.allow_only(*REQUIREMENT_KEYS)
     key = _string(item.get("key", None), item.path("key"))
     operator = _enum_value(item.get("operator", None), SELECTOR_OPERATORS, item.path("operator"))
     values = _strings(item.get("values", []), item.path("values"))
@@ -426,7 +451,7 @@ def _selectors(value: Any, profiles: tuple[Profile, ...]) -> tuple[NodeLabelSele
     for i, raw in enumerate(value):
         where = f"immutableNodeSelectors[{i}]"
         item = _Reader(raw, where)
-        item.allow_only("name", "matchLabels", "matchExpressions", "profile")
+        item.allow_only(*SELECTOR_KEYS)
         requirements = [
             SelectorRequirement(k, "In", (v,))
             for k, v in (
@@ -462,7 +487,7 @@ def _selectors(value: Any, profiles: tuple[Profile, ...]) -> tuple[NodeLabelSele
 
 def _steering(value: Any) -> Steering:
     reader = _Reader(value, "steering")
-    reader.allow_only("enabled", "strategy", "nodeSelector", "daemonSets")
+    reader.allow_only(*STEERING_KEYS)
     strategy = _enum(SteeringStrategy, reader.get("strategy", "affinity"), reader.path("strategy"))
     selector_reader = _Reader(reader.get("nodeSelector", {}), reader.path("nodeSelector"))
     node_selector = {
@@ -485,7 +510,7 @@ def _steering(value: Any) -> Steering:
 
 def _exemptions(value: Any) -> Exemptions:
     reader = _Reader(value, "exemptions")
-    reader.allow_only("namespaces", "usernames", "groups", "runtimeClasses")
+    reader.allow_only(*EXEMPTION_KEYS)
 
     def names(key: str) -> frozenset[str]:
         return frozenset(_strings(reader.get(key, []), reader.path(key)))

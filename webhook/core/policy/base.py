@@ -51,9 +51,13 @@ EffectFunction = Callable[[Finding, HostContract, str], Consequence]
 @dataclass(frozen=True)
 class Check:
     """A registered check: its id (part of the interface), what it finds, and what a finding does to an
-    OS given its host contract and display name. `fix` is the general advice for its findings."""
+    OS given its host contract and display name. `fix` is the general advice for its findings; `cel` the
+    apiserver-side prefilter."""
 
     id: str
     evaluate: CheckFunction
     effect: EffectFunction
     fix: str
+    # CEL over a pod spec `s`, true whenever `evaluate` could find something: the chart's matchCondition
+    # (hack/generate-chart.py) joins those of the enabled checks so the apiserver skips the rest.
+    cel: str

@@ -64,7 +64,7 @@ def _namespace_check(check_id: str, spec_field: str, what: str, *, detects_insta
         )
 
     fix = f"drop {spec_field} unless it is needed; ship tools in the image, don't install them on the host"
-    return Check(check_id, evaluate, effect, fix)
+    return Check(check_id, evaluate, effect, fix, f"has(s.{spec_field}) && s.{spec_field}")
 
 
 HOST_PID = _namespace_check("host-pid", "hostPID", "PID", detects_installs=True)

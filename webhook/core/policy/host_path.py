@@ -110,4 +110,5 @@ HOST_PATH = Check(
     evaluate,
     effect,
     "mount it read-only, or write under /var/lib or /opt where the OS allows it",
+    "has(s.volumes) && s.volumes.exists(v, has(v.hostPath))",
 )

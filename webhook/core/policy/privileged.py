@@ -38,4 +38,14 @@ def effect(finding: Finding, contract: HostContract, os_name: str) -> Consequenc
     return Consequence(contract.privileged, f"code integrity and SELinux still confine it on {os_name}")
 
 
-PRIVILEGED = Check("privileged", evaluate, effect, "drop privileged, or grant only the capabilities it needs")
+PRIVILEGED = Check(
+    "privileged",
+    evaluate,
+    effect,
+    "drop privileged, or grant only the capabilities it needs",
+    " || ".join(
+        f"has(s.{f}) && s.{f}.exists(c, has(c.securityContext) && has(c.securityContext.privileged)"
+        " && c.securityContext.privileged)"
+        for f in ("containers", "initContainers", "ephemeralContainers")
+    ),
+)
