@@ -627,7 +627,7 @@ def ceiling_answer(body: bytes) -> bytes:
 STEPS = (
     "json.loads (body)",
     "read_review",
-    "judge",
+    "answer",
     "respond",
     "render (json.dumps, ASCII)",
     "AdmissionService.handle",
@@ -654,8 +654,9 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
     from webhook.adapters.http.inventory import InventoryState
     from webhook.adapters.http.service import AdmissionService
     from webhook.adapters.http.sources import StaticSource
-    from webhook.core.admission import Endpoint, judge, read_review, respond
+    from webhook.core.admission import Endpoint, answer, respond
     from webhook.core.config import Config
+    from webhook.core.review import read_review
 
     number, repeat = (5, 3) if quick else (20, 7)
 
@@ -686,14 +687,14 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
             reviewed = read_review(decoded)
             context: dict[str, Any] = {"endpoint": endpoint, "config": config, "inventory": inventory,
                                        "namespace_labels": {}}  # fmt: skip
-            verdict = judge(reviewed, **context)
-            answer = respond(reviewed.uid, verdict, endpoint)
+            verdict = answer(reviewed, **context)
+            review = respond(reviewed.uid, verdict)
             row = {
                 STEPS[0]: cpu_us(lambda: json.loads(body)),
                 STEPS[1]: cpu_us(lambda: read_review(decoded)),
-                STEPS[2]: cpu_us(lambda: judge(reviewed, **context)),
-                STEPS[3]: cpu_us(lambda: respond(reviewed.uid, verdict, endpoint)),
-                STEPS[4]: cpu_us(lambda: AsciiJSONResponse(answer)),
+                STEPS[2]: cpu_us(lambda: answer(reviewed, **context)),
+                STEPS[3]: cpu_us(lambda: respond(reviewed.uid, verdict)),
+                STEPS[4]: cpu_us(lambda: AsciiJSONResponse(review)),
                 STEPS[5]: cpu_us(handle(body, endpoint)),
                 STEPS[9]: cpu_us(lambda: ceiling_answer(body)),
             }
@@ -740,7 +741,7 @@ LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
     ),
     ("JSON encode", lambda f, n: f.endswith("json/encoder.py") or f.endswith("json/__init__.py")),
     (
-        "webhook core (read_review, judge, respond)",
+        "webhook core (read_review, answer, respond)",
         lambda f, n: "/webhook/core/" in f,
     ),
     ("webhook HTTP service and edge (handle, _record)", lambda f, n: "/webhook/adapters/http/" in f),
@@ -782,8 +783,8 @@ def profile_layers(path: str) -> tuple[int, dict[str, float], dict[str, float]]:
     steps: dict[str, float] = {}
     wanted = {
         ("http/service.py", "handle"): "AdmissionService.handle",
-        ("core/admission.py", "read_review"): "read_review",
-        ("core/admission.py", "judge"): "judge",
+        ("core/review.py", "read_review"): "read_review",
+        ("core/admission.py", "answer"): "answer",
         ("core/admission.py", "respond"): "respond",
         ("http/edge.py", "render"): "render",
         ("http/service.py", "_record"): "_record (metrics + log)",

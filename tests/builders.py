@@ -6,19 +6,13 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from webhook.core.admission import Request
+from tests import aks
 from webhook.core.config import Config
 from webhook.core.placement import Inventory, Node
 from webhook.core.placement.selectors import Taint
+from webhook.core.review import Request
 
-OS_SKU = "kubernetes.azure.com/os-sku"
-IMAGE = {
-    "Ubuntu": ("Ubuntu 22.04.5 LTS", "AKSUbuntu-2204gen2containerd-202510.01.0"),
-    "AzureLinux": ("CBL-Mariner/Linux", "AKSAzureLinux-V3gen2-202510.01.0"),
-    "AzureLinuxOSGuard": ("CBL-Mariner/Linux", "AKSAzureLinux-OSGuard-V3gen2-202510.01.0"),
-    "Flatcar": ("Flatcar Container Linux by Kinvolk 4230.2.3 (Oklo)", "AKSFlatcar-flatcar-gen2-202510.01.0"),
-    "AzureContainerLinux": ("Microsoft Azure Container Linux 4.0", "AKSAzureContainerLinux-gen2-202510.01.0"),
-}
+OS_SKU = aks.OS_SKU
 
 
 def minimal_pod(name: str = "app", namespace: str = "default") -> dict[str, Any]:
@@ -96,23 +90,11 @@ def wrap(pod: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def aks_pool(pool: str, os_sku: str, count: int = 2, *, taints: tuple[Taint, ...] = (),
-             extra: Mapping[str, str] | None = None) -> list[Node]:  # fmt: skip
-    os_image, image_version = IMAGE[os_sku]
-    nodes = []
-    for i in range(count):
-        name = f"aks-{pool}-1234-vmss{i:06d}"
-        labels = {
-            "kubernetes.io/hostname": name,
-            "kubernetes.io/os": "linux",
-            "kubernetes.azure.com/agentpool": pool,
-            "agentpool": pool,
-            OS_SKU: os_sku,
-            "kubernetes.azure.com/node-image-version": image_version,
-            **(extra or {}),
-        }
-        kernel = "6.6.95-flatcar" if os_sku == "Flatcar" else "6.6.92.2-2.azl3"
-        nodes.append(Node(name, labels, taints, os_image, kernel))
-    return nodes
+             extra: Mapping[str, str] | None = None, scenario: str = "name", zones: int = 1) -> list[Node]:  # fmt: skip
+    """`count` nodes of an AKS pool of this `--os-sku` (see tests/aks.py for `scenario`)."""
+    return aks.nodes(
+        pool, os_sku, count, scenario=scenario, zones=zones, taints=taints, extra=dict(extra or {})
+    )
 
 
 def mixed_inventory(config: Config | None = None) -> Inventory:
@@ -120,6 +102,23 @@ def mixed_inventory(config: Config | None = None) -> Inventory:
     return Inventory.build(
         [*aks_pool("general", "Ubuntu"), *aks_pool("flatcar", "Flatcar")], config or Config()
     )
+
+
+# The AKS-shaped cluster of the corpus and the steering tests: two general pools, three immutable ones.
+AKS_POOLS = (("system", "Ubuntu", 3), ("azlinux", "AzureLinux", 2), ("acl", "AzureContainerLinux", 3),
+             ("osguard", "AzureLinuxOSGuard", 2), ("flatcar", "Flatcar", 2))  # fmt: skip
+
+
+def aks_nodes(scenario: str = "family", zones: int = 3) -> list[Node]:
+    return [
+        n
+        for pool, sku, count in AKS_POOLS
+        for n in aks_pool(pool, sku, count, scenario=scenario, zones=zones)
+    ]
+
+
+def aks_inventory(scenario: str = "family", config: Config | None = None, zones: int = 3) -> Inventory:
+    return Inventory.build(aks_nodes(scenario, zones), config or Config())
 
 
 def request_for(obj: dict[str, Any], *, operation: str = "CREATE", username: str = "alice",

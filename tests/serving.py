@@ -31,7 +31,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.builders import OS_SKU, host_path, set_field, tweak
+from tests.builders import host_path, set_field, tweak
 from tests.pki import HOST, Pki
 from webhook.adapters import tls
 from webhook.adapters.http import edge, serve, service
@@ -46,13 +46,15 @@ WARNING_PREFIX = "immutable-os: "
 RESPONSE_KEYS = {"uid", "allowed", "status", "patch", "patchType", "auditAnnotations", "warnings"}
 JSON = {"content-type": "application/json"}
 
-HOST_PATH_POD = tweak(host_path("/var/log"))
-FLATCAR_POD = tweak(host_path("/var/log"), set_field("nodeSelector", {OS_SKU: "Flatcar"}))
+# The example inventory: a general Ubuntu pool, an Azure Container Linux pool and an OS Guard pool.
+WRITES_USR = host_path("/usr/local/bin")
+HOST_PATH_POD = tweak(WRITES_USR)
+ACL_POD = tweak(WRITES_USR, set_field("nodeSelector", {"kubernetes.azure.com/agentpool": "acl"}))
 CLEAN_POD = tweak()
 
 
 def example_nodes() -> dict[str, dict[str, Any]]:
-    """The embedded example inventory as wire Node objects: a general Ubuntu pool and a Flatcar pool."""
+    """The embedded example inventory as wire Node objects."""
     text = resources.files("webhook").joinpath("data/example-nodes.yaml").read_text(encoding="utf-8")
     return {item["metadata"]["name"]: item for item in yaml.safe_load(text)["items"]}
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from cryptography import x509
@@ -31,7 +32,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from webhook.adapters import certs
 from webhook.cli import build_parser
-from webhook.core.config import Config, Mode
+from webhook.core.config import CONFIG_API_VERSION, CONFIG_KIND, Config, Mode
+from webhook.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "immutable-os-webhook"
@@ -44,7 +46,6 @@ WORKLOAD_RESOURCES = {
     "batch": {"jobs", "cronjobs"},
     "": {"replicationcontrollers", "podtemplates"},
 }
-IMMUTABLE_SKUS = ["AzureLinuxOSGuard", "Flatcar", "AzureContainerLinux"]
 
 Objects = list[dict[str, Any]]
 
@@ -246,7 +247,7 @@ def test_probes_and_graceful_termination(helm: str) -> None:
     assert "lifecycle" not in no_hook
 
 
-def test_replicas_spread_budget_priority_and_general_pools(helm: str) -> None:
+def test_replicas_spread_budget_and_priority(helm: str) -> None:
     objects = template(helm)
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -259,13 +260,12 @@ def test_replicas_spread_budget_priority_and_general_pools(helm: str) -> None:
     (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
-    (node_term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"
-    ]
-    assert node_term["matchExpressions"] == [
-        {"key": "kubernetes.azure.com/os-sku", "operator": "NotIn", "values": IMMUTABLE_SKUS},
-        {"key": "immutable-os.io/profile", "operator": "DoesNotExist"},
-    ]
+    placed = template(helm, {"deployment": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "agentpool", "operator": "In", "values": ["system"]}]}]}}}})  # fmt: skip
+    (node_term,) = one(placed, "Deployment")["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert node_term["matchExpressions"] == [{"key": "agentpool", "operator": "In", "values": ["system"]}]
 
     pdb = one(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
@@ -291,7 +291,7 @@ def test_replicas_spread_budget_priority_and_general_pools(helm: str) -> None:
         == "kubernetes.io/hostname"
     )
     none = one(template(helm, {"deployment": {"podAntiAffinity": "none"}}), "Deployment")
-    assert "podAntiAffinity" not in none["spec"]["template"]["spec"]["affinity"]
+    assert "affinity" not in none["spec"]["template"]["spec"]
 
 
 def test_rbac_is_get_list_watch_on_nodes_and_namespaces_only(helm: str) -> None:
@@ -340,7 +340,7 @@ def test_webhook_configurations(helm: str) -> None:
 
     pod_rules = found["pods.immutable-os.io"]["rules"]
     assert [(r["apiGroups"], r["operations"], r["resources"]) for r in pod_rules] == [
-        ([""], ["CREATE"], ["pods"]),
+        ([""], ["CREATE", "UPDATE"], ["pods"]),
         ([""], ["UPDATE"], ["pods/ephemeralcontainers"]),
     ]
     assert [r["resources"] for r in found["steer-pods.immutable-os.io"]["rules"]] == [["pods"]]
@@ -518,7 +518,7 @@ def test_config_map_is_a_config_the_webhook_accepts(helm: str) -> None:
     assert Config.from_dict(default) == Config.from_dict(None)
 
     rich = rendered_config(template(helm, {"config": RICH_CONFIG}))
-    assert rich == RICH_CONFIG
+    assert rich == {"apiVersion": CONFIG_API_VERSION, "kind": CONFIG_KIND, **RICH_CONFIG}
     config = Config.from_dict(rich)
     assert config.mode is Mode.WARN
     assert config.allow_on_internal_error is False
@@ -757,7 +757,13 @@ def test_kind_cluster_labels_are_allowed_for_kubelet_self_labelling() -> None:
             restricted = any(domain == d or domain.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
             assert not restricted or key in KUBELET_ALLOWED, f"kubelet refuses --node-labels {key}"
         skus.append((node.get("labels") or {}).get("kubernetes.azure.com/os-sku"))
-    assert skus.count("Ubuntu") == 2 and "Flatcar" in skus and "AzureLinuxOSGuard" in skus
+    assert skus == [None, "Ubuntu", "Ubuntu", "AzureLinux", "AzureLinux"], (
+        "os-sku holds the family on ACL and OS Guard"
+    )
+    requested = [
+        (n.get("labels") or {}).get("kubernetes.azure.com/os-sku-requested") for n in cluster["nodes"][1:]
+    ]
+    assert requested == ["Ubuntu", "Ubuntu", "AzureContainerLinux", "AzureLinuxOSGuard"]
 
 
 def _matches(labels: Mapping[str, str], expression: Mapping[str, Any]) -> bool:
@@ -770,18 +776,10 @@ def _matches(labels: Mapping[str, str], expression: Mapping[str, Any]) -> bool:
     }[op]
 
 
-def test_the_webhook_pods_land_on_the_general_kind_workers_only(helm: str) -> None:
+def test_the_webhook_pods_may_land_on_any_worker_they_need_no_host_access(helm: str) -> None:
     pod = one(template(helm), "Deployment")["spec"]["template"]["spec"]
-    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"
-    ]
-    eligible = [
-        n["metadata"]["name"]
-        for n in kind_nodes()
-        if not n["spec"]["taints"]
-        and all(_matches(n["metadata"]["labels"], e) for e in term["matchExpressions"])
-    ]
-    assert eligible == ["immutable-os-worker", "immutable-os-worker2"]
+    assert "nodeAffinity" not in pod.get("affinity", {})
+    assert not any(v.get("hostPath") for v in pod.get("volumes", [])) and not pod.get("hostNetwork")
 
 
 def test_demo_manifests_show_a_denial_a_warning_and_a_steered_pod(tmp_path: Path) -> None:
@@ -807,13 +805,20 @@ def test_demo_manifests_show_a_denial_a_warning_and_a_steered_pod(tmp_path: Path
         assert isinstance(result, dict)
         return result
 
-    denied = check("demo-enforce", "log-reader-on-flatcar.yaml")
-    assert denied["decision"] == "denied" and "can only land on immutable-OS nodes" in denied["message"]
+    denied = check("demo-enforce", "tool-installer-on-acl.yaml")
+    assert denied["verdict"] == "denied" and "breaks on every pool it can land on" in denied["message"]
+    assert "/usr is read-only (dm-verity) on Azure Container Linux" in denied["message"]
     warned = check("demo-warn", "node-agent-on-osguard.yaml")
-    assert warned["decision"] == "allowed" and warned["outcome"] == "warned"
+    assert warned["verdict"] == "warned" and warned["patch"] == []
     assert any("would be denied in enforce mode" in w for w in warned["warnings"])
-    steered = check("demo-enforce", "log-reader.yaml")
-    assert steered["decision"] == "allowed" and steered["steered"] is True
+    steered = check("demo-enforce", "tool-installer.yaml")
+    assert steered["verdict"] == "steered" and steered["breaksOn"] == ["acl", "osguard"]
+    untouched = check("demo-enforce", "log-reader.yaml")
+    assert (
+        untouched["verdict"] == "allowed"
+        and untouched["patch"] == []
+        and "immutable:acl" in untouched["landsOn"]
+    )
     for manifest in DEMO.glob("*.yaml"):
         for doc in yaml.safe_load_all(manifest.read_text()):
             if doc["kind"] == "Pod":
@@ -854,3 +859,41 @@ def test_host_access_condition_follows_the_checks_and_the_template_path(helm: st
         host_access_condition(helm, "pods", {"config": {"checks": {"privileged": True}}}) or ""
     )
     assert host_access_condition(helm, "pods", {"webhook": {"skipPodsWithoutHostAccess": False}}) is None
+
+
+# ----------------------------------------------------------------- generated from the code, not kept by hand
+
+
+def test_the_chart_parts_the_code_defines_are_up_to_date() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "hack" / "generate-chart.py"), "--check"],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+SCHEMA_CASES: list[Any] = [
+    None, {}, RICH_CONFIG, {"apiVersion": CONFIG_API_VERSION, "kind": CONFIG_KIND, "mode": "audit"},
+    {"profiles": {"azure-linux-osguard": {"hostContract": {"codeIntegrity": "enforce", "volatile": ["/var/tmp"]}},
+                  "myos": {"osImagePrefixes": ["MyOS"], "hostContract": {"readOnly": ["/"]}}},
+     "steering": {"daemonSets": "warn"}, "immutableNodeSelectors": [{"matchLabels": {"a": "b"}, "profile": "flatcar"}]},
+    {"apiVersion": "config.immutable-os.io/v2"}, {"kind": "Other"}, {"mdoe": "warn"}, {"mode": "strict"},
+    {"checks": {"host-pids": True}}, {"checks": {"host-pid": {"severity": "fatal"}}},
+    {"allowedHostPaths": [{"pathPrefix": "var/log"}]}, {"profiles": {"myos": {}}},
+    {"profiles": {"flatcar": {"hostContract": {"readonly": ["/x"]}}}},
+    {"profiles": {"flatcar": {"hostContract": {"hostNamespaces": "fails"}}}},
+    {"profiles": {"flatcar": {"hostContract": {"readOnly": ["usr"]}}}},
+    {"immutableNodeSelectors": [{}]}, {"steering": {"daemonSets": "skip"}}, {"onInternalError": "ignore"},
+    {"maxInventoryStalenessSeconds": -1}, {"exemptions": {"namespaces": "kube-system"}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", SCHEMA_CASES, ids=[json.dumps(c)[:60] for c in SCHEMA_CASES])
+def test_the_schema_and_the_validator_agree(config: Any) -> None:
+    """What helm accepts under `config` the webhook accepts, and what helm rejects it rejects."""
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    schema_ok = jsonschema.Draft7Validator(schema).is_valid(config if config is not None else {})
+    try:
+        Config.from_dict(config)
+        validator_ok = True
+    except ConfigError:
+        validator_ok = False
+    assert schema_ok == validator_ok

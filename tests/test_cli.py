@@ -39,35 +39,27 @@ def test_bundled_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, results = check_json(capsys, str(EXAMPLES))
     by_name = {r["name"]: r for r in results}
     assert code == 1
-    assert by_name["log-collector"]["steered"] and by_name["log-collector"]["decision"] == "allowed"
-    assert by_name["node-agent"]["decision"] == "denied" and by_name["node-agent"]["landsOn"] == ["immutable"]
-    assert by_name["web"] == {
-        **by_name["web"],
-        "decision": "allowed",
-        "steered": False,
-        "patch": [],
-        "findings": [],
-    }
+    assert by_name["log-collector"]["verdict"] == "allowed" and by_name["log-collector"]["patch"] == []
+    installer = by_name["tool-installer"]
+    assert installer["verdict"] == "steered" and installer["breaksOn"] == ["acl", "osguard"]
+    assert installer["coverage"] == {"daemonSet": "monitoring/tool-installer", "nodes": 5, "nodesAfter": 2,
+                                     "losesPools": ["acl", "osguard"]}  # fmt: skip
+    assert by_name["node-agent"]["verdict"] == "denied" and by_name["node-agent"]["landsOn"] == [
+        "immutable:acl"
+    ]
+    assert by_name["web"] == {**by_name["web"], "verdict": "allowed", "patch": [], "findings": []}
 
 
 def test_json_result_shape_and_patch_applies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    deployment = wrap(tweak(host_path("/var/log", read_only=True)), "Deployment")
+    deployment = wrap(tweak(host_path("/usr/local/bin")), "Deployment")
     code, (result,) = check_json(capsys, write(tmp_path, "d.yaml", deployment))
     assert code == 0
-    assert set(result) >= {
-        "kind",
-        "namespace",
-        "name",
-        "decision",
-        "steered",
-        "patch",
-        "warnings",
-        "findings",
-        "landsOn",
-    }
+    assert set(result) >= {"source", "kind", "namespace", "name", "verdict", "outcome", "patch", "warnings",
+                           "findings", "landsOn", "breaksOn", "degradedOn"}  # fmt: skip
     assert result["findings"] == [{"check": "host-path", "field": "spec.template.spec.volumes[0].hostPath.path",
-                                   "message": 'volume "host" mounts /var/log (read-only)'}]  # fmt: skip
-    assert result["landsOn"] == ["general", "immutable"]
+                                   "message": 'volume "host" mounts /usr/local/bin (writable in app)'}]  # fmt: skip
+    assert result["landsOn"] == ["immutable:acl", "immutable:osguard", "general:system"]
+    assert result["verdict"] == "steered" and result["breaksOn"] == ["acl", "osguard"]
     patched = jsonpatch.apply_patch(deployment, result["patch"])
     assert "affinity" in patched["spec"]["template"]["spec"]
 
@@ -92,7 +84,7 @@ def test_nodes_file_mode_user_group_and_namespace_labels(
          "status": {"nodeInfo": {"osImage": n.os_image, "kernelVersion": n.kernel_version}}}
         for n in aks_pool("osguard", "AzureLinuxOSGuard")]}  # fmt: skip
     nodes_file = write(tmp_path, "nodes.yaml", nodes)
-    pod = write(tmp_path, "p.yaml", tweak(set_field("hostNetwork", True)))
+    pod = write(tmp_path, "p.yaml", tweak(set_field("hostNetwork", True), host_path("/usr/lib/x")))
     assert check_json(capsys, "--nodes", nodes_file, pod)[0] == 1
     assert check_json(capsys, "--nodes", nodes_file, "--mode", "warn", pod)[0] == 0
     config = write(tmp_path, "c.yaml", {"exemptions": {"groups": ["sre"], "usernames": ["root"]}})
@@ -110,9 +102,9 @@ BAD_INPUT = [
     ("deployment without template", {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
                                      "spec": {}}, "bad.yaml document 1: spec.template", "needs spec.template"),
     ("scalar document", "just a string", "bad.yaml document 1", "expected an object"),
-    ("bad operator", tweak(set_field("affinity", {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Near"}]}]}}})),
-     "nodeSelectorTerms[0].matchExpressions[0].operator", "unknown operator"),
+    ("missing operator", tweak(host_path("/var/log"), set_field("affinity", {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "a"}]}]}}})),
+     "nodeSelectorTerms[0].matchExpressions[0].operator", "missing operator"),
 ]  # fmt: skip
 
 
@@ -144,4 +136,4 @@ def test_bad_config_and_nodes_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_module_entry_point_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "webhook", "check", str(EXAMPLES / "web-deployment.yaml")],
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    assert result.returncode == 0 and result.stdout.startswith("ALLOWED Deployment default/web")
+    assert result.returncode == 0 and result.stdout.startswith("ALLOWED  Deployment default/web")

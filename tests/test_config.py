@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from webhook.core.config import Config, HostPathRule, Mode, Severity, SteeringStrategy
+from webhook.core.config import Config, DaemonSetPolicy, HostPathRule, Mode, Severity, SteeringStrategy
+from webhook.core.contracts import Access, CodeIntegrity, Effect
 from webhook.errors import ConfigError
 
 
@@ -65,7 +66,21 @@ BAD = [
     ("In without values", {"immutableNodeSelectors": [{"matchExpressions": [{"key": "a", "operator": "In"}]}]},
      "immutableNodeSelectors[0].matchExpressions[0].values", "at least one"),
     ("empty selector", {"immutableNodeSelectors": [{}]}, "immutableNodeSelectors[0]", "matchLabels"),
-    ("nodeSelector strategy without labels", {"steering": {"strategy": "nodeSelector"}}, "steering.nodeSelector", "os-sku"),
+    ("nodeSelector strategy without labels", {"steering": {"strategy": "nodeSelector"}}, "steering.nodeSelector",
+     "agentpool"),
+    ("bad daemonSets policy", {"steering": {"daemonSets": "skip"}}, "steering.daemonSets", "steer, deny, warn"),
+    ("selector naming an unknown profile", {"immutableNodeSelectors": [{"matchLabels": {"a": "b"}, "profile": "windows"}]},
+     "immutableNodeSelectors[0].profile", "flatcar"),
+    ("contract path not absolute", {"profiles": {"flatcar": {"hostContract": {"readOnly": ["usr"]}}}},
+     "profiles.flatcar.hostContract.readOnly[0]", "start it with /"),
+    ("contract path in two states", {"profiles": {"flatcar": {"hostContract": {"readOnly": ["/x"], "uncertain": ["/x"]}}}},
+     "profiles.flatcar.hostContract.uncertain", "one state"),
+    ("contract unknown key", {"profiles": {"flatcar": {"hostContract": {"readonly": ["/x"]}}}},
+     "profiles.flatcar.hostContract.readonly", "readOnly"),
+    ("contract bad effect", {"profiles": {"flatcar": {"hostContract": {"hostNamespaces": "fails"}}}},
+     "profiles.flatcar.hostContract.hostNamespaces", "works, degrades, breaks"),
+    ("contract bad code integrity", {"profiles": {"flatcar": {"hostContract": {"codeIntegrity": "on"}}}},
+     "profiles.flatcar.hostContract.codeIntegrity", "off, audit, enforce"),
     ("exemptions not a list", {"exemptions": {"namespaces": "kube-system"}}, "exemptions.namespaces", "- item"),
     ("stance", {"onInternalError": "ignore"}, "onInternalError", "allow, deny"),
     ("staleness", {"maxInventoryStalenessSeconds": -1}, "maxInventoryStalenessSeconds", "600"),
@@ -79,3 +94,33 @@ def test_bad_config_names_the_field_and_the_fix(data: Any, field: str, fix: str)
         Config.from_dict(data)
     assert err.value.field == field
     assert fix in str(err.value)
+
+
+def test_host_contracts_are_overridden_and_extended_per_profile() -> None:
+    config = Config.from_dict({"profiles": {
+        "flatcar": {"hostContract": {"readOnly": ["/opt/vendor"], "volatile": ["/var/cache/x"], "noexec": ["/var/cache/x"],
+                                     "codeIntegrity": "enforce", "hostNamespaces": "works"}},
+        "myos": {"osImagePrefixes": ["MyOS "], "hostContract": {"readOnly": ["/"], "writable": ["/var"]}}}})  # fmt: skip
+    flatcar = config.profile("flatcar")
+    assert flatcar is not None
+    contract = flatcar.contract
+    assert contract.tree_of("/opt/vendor/bin").access is Access.READ_ONLY
+    assert contract.tree_of("/opt/other").access is Access.WRITABLE
+    cache = contract.tree_of("/var/cache/x/y")
+    assert cache.volatile and cache.noexec
+    assert contract.tree_of("/usr/bin").access is Access.READ_ONLY, "built-in rows are kept"
+    assert contract.code_integrity is CodeIntegrity.ENFORCE and contract.host_namespaces is Effect.WORKS
+    myos = config.profile("myos")
+    assert myos is not None and myos.contract.tree_of("/etc").access is Access.READ_ONLY
+    assert myos.contract.tree_of("/var/log").access is Access.WRITABLE
+
+
+def test_daemon_set_policy_and_selector_profiles() -> None:
+    config = Config.from_dict({"steering": {"daemonSets": "deny"},
+                               "immutableNodeSelectors": [{"matchLabels": {"os": "fc"}, "profile": "flatcar"}]})  # fmt: skip
+    assert config.steering.daemon_sets is DaemonSetPolicy.DENY
+    assert config.immutable_node_selectors[0].profile == "flatcar"
+    assert Config().steering.daemon_sets is DaemonSetPolicy.STEER
+    contract, name = config.contract_of("flatcar")
+    assert name == "Flatcar Container Linux" and contract.tree_of("/usr").access is Access.READ_ONLY
+    assert config.contract_of("unknown")[1] == "an immutable OS"

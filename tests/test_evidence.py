@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from tests.builders import OS_SKU, expr, host_path, request_for, required_terms, set_field, tweak
-from webhook.core.admission import EVIDENCE_ONLY_NOTE, Endpoint, Outcome, decide, judge
+from webhook.core.admission import Endpoint, Outcome, answer, decide
+from webhook.core.assessment import EVIDENCE_ONLY_NOTE
 from webhook.core.config import Config
 from webhook.core.mutation import apply_patch
 from webhook.core.placement import Constraints, NodeClass, place_by_evidence
@@ -26,9 +27,14 @@ CASES = [
     ("affinity In a general value too", [required_terms({"matchExpressions": [expr(OS_SKU, "In", "Flatcar", "Ubuntu")]})], {"general", "immutable"}),
     ("marker label required", [set_field("nodeSelector", {"immutable-os.io/profile": "flatcar"})], {"immutable"}),
     ("already steered", [required_terms({"matchExpressions": [
-        expr(OS_SKU, "NotIn", "AzureContainerLinux", "AzureLinuxOSGuard", "Flatcar"),
+        expr(OS_SKU, "NotIn", "AzureContainerLinux", "AzureLinuxOSGuard", "AzureLinux3OSGuard", "Flatcar"),
+        expr(OS_SKU + "-requested", "NotIn", "AzureContainerLinux", "AzureLinuxOSGuard", "AzureLinux3OSGuard", "Flatcar"),
+        expr(OS_SKU + "-effective", "NotIn", "AzureContainerLinux", "AzureLinuxOSGuard", "AzureLinux3OSGuard", "Flatcar"),
         expr("immutable-os.io/profile", "DoesNotExist"),
         expr("cloud.google.com/gke-os-distribution", "NotIn", "cos")]})], {"general"}),
+    ("os-sku names only the family: OS Guard could carry it", [set_field("nodeSelector", {OS_SKU: "AzureLinux"})],
+     {"general", "immutable"}),
+    ("a marker value of a known profile", [set_field("nodeSelector", {"immutable-os.io/profile": "talos"})], {"immutable"}),
     ("unrelated label: open world", [set_field("nodeSelector", {"agentpool": "batch"})], {"general", "immutable"}),
     ("empty term matches nothing", [required_terms({})], set()),
 ]  # fmt: skip
@@ -46,13 +52,13 @@ def test_disabled_profile_is_not_evidence() -> None:
 
 
 def test_without_inventory_the_decision_says_so_and_steering_still_works() -> None:
-    pod = tweak(host_path("/var/log"))
+    pod = tweak(host_path("/usr/local/bin"))
     decision = decide(request_for(pod), config=Config(), inventory=None, namespace_labels={})
     assert decision.mutated.outcome is Outcome.STEERED and decision.allowed
     steered = apply_patch(pod, decision.mutated.patch)
     placement = place_by_evidence(Constraints.of(pod_spec_view(steered)), Config())
     assert placement.classes == {NodeClass.GENERAL}
-    pinned = tweak(host_path("/var/log"), set_field("nodeSelector", {OS_SKU: "AzureLinuxOSGuard"}))
-    verdict = judge(request_for(pinned), endpoint=Endpoint.VALIDATE, config=Config(), inventory=None,
+    pinned = tweak(host_path("/usr/local/bin"), set_field("nodeSelector", {OS_SKU: "AzureLinuxOSGuard"}))
+    verdict = answer(request_for(pinned), endpoint=Endpoint.VALIDATE, config=Config(), inventory=None,
                     namespace_labels={"immutable-os.io/mode": "warn"})  # fmt: skip
     assert verdict.outcome is Outcome.WARNED and EVIDENCE_ONLY_NOTE in verdict.warnings

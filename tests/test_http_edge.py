@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import ssl
@@ -17,10 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.builders import host_path, review_for, set_field, tweak, wrap
+from tests.builders import host_path, review_for, tweak, wrap
 from tests.pki import HOST, Pki
 from tests.serving import (
+    ACL_POD,
     JSON,
+    WRITES_USR,
     Running,
     Served,
     assert_admission_review,
@@ -60,8 +63,8 @@ def as_the_apiserver_writes_it(review: dict[str, Any]) -> bytes:
 
 
 def agent_daemonset(padding: str, image: str = "agent:1") -> dict[str, Any]:
-    """A DaemonSet whose pods mount the host's /var/lib/agent, with `padding` as an env var value."""
-    ds = wrap(tweak(host_path("/var/lib/agent")), "DaemonSet")
+    """A DaemonSet whose pods write the host's /usr/local/bin, with `padding` as an env var value."""
+    ds = wrap(tweak(WRITES_USR), "DaemonSet")
     container = ds["spec"]["template"]["spec"]["containers"][0]
     container["image"] = image
     container["env"] = [{"name": "PADDING", "value": padding}]
@@ -166,16 +169,15 @@ def duplicate_key(review: dict[str, Any], path: tuple[str, ...], first: Any) -> 
 
 
 async def test_a_duplicate_key_is_read_as_go_reads_it_the_last_one_wins(app: Running) -> None:
-    pod = tweak(host_path("/var/log"), set_field("nodeSelector", {"kubernetes.azure.com/os-sku": "Flatcar"}))
-    review = review_for(pod, uid="dup-0001")
-    body = duplicate_key(review, ("request", "object", "spec"), {"kubernetes.azure.com/os-sku": "Ubuntu"})
+    review = review_for(ACL_POD, uid="dup-0001")
+    body = duplicate_key(review, ("request", "object", "spec"), {"kubernetes.azure.com/agentpool": "system"})
     assert json.loads(body) == review
     response = await post_raw(app, "validate", body, "dup-0001")
-    assert response["allowed"] is False  # judged by the last nodeSelector: Flatcar
+    assert response["allowed"] is False  # judged by the last nodeSelector: the Azure Container Linux pool
 
 
 async def test_huge_strings_and_lone_surrogates_inside_the_object_get_a_proper_answer(app: Running) -> None:
-    pod = tweak(host_path("/var/log"))
+    pod = copy.deepcopy(ACL_POD)
     pod["metadata"]["annotations"] = {"huge": "y" * 5_000_000, "\ud800": "\udfff"}
     pod["metadata"]["name"] = "n" * 100_000
     body = json.dumps(review_for(pod, uid="huge-0001")).encode()
@@ -244,7 +246,7 @@ async def test_bodies_past_the_shared_budget_are_refused_503_while_small_reviews
         await writer.drain()
         await until(lambda: _at_least(r, 800_000), "the slow upload's bytes are not held")
         second = await r.client.post("/mutate", content=large, headers=JSON)
-        small = await post(r, "validate", review_for(tweak(host_path("/var/log")), uid="small"))
+        small = await post(r, "validate", review_for(ACL_POD, uid="small"))
         writer.write(body[-1000:])
         await writer.drain()
         status, _, answer = await read_response(reader)

@@ -20,7 +20,7 @@ import pytest
 
 from tests.builders import review_for
 from tests.pki import HOST, Pki
-from tests.serving import FLATCAR_POD, Process
+from tests.serving import ACL_POD, Process
 
 KEPT_ALIVE = 4
 REQUESTS_BEFORE_SIGTERM = 20
@@ -53,7 +53,7 @@ def connect(proc: Process, pki: Pki) -> http.client.HTTPSConnection:
 
 
 def review_body(uid: str) -> bytes:
-    return json.dumps(review_for(FLATCAR_POD, uid=uid)).encode()
+    return json.dumps(review_for(ACL_POD, uid=uid)).encode()
 
 
 def ask(conn: http.client.HTTPSConnection, uid: str) -> tuple[int, str | None, dict[str, Any]]:

@@ -19,23 +19,21 @@ from tests.builders import (
     tweak,
     wrap,
 )
-from webhook.core.admission import Endpoint, Outcome, judge
-from webhook.core.config import Config, NodeLabelSelector, SelectorRequirement
-from webhook.core.mutation import SteeringPlan, apply_patch, exclusions, steer_away_from
+from webhook.core.admission import Endpoint, Outcome, answer
+from webhook.core.config import Config, SelectorRequirement
+from webhook.core.mutation import SteeringPlan, apply_patch, steer_away_from
 from webhook.core.placement import Constraints, Inventory, NodeClass, place
 from webhook.core.workloads import SUPPORTED_KINDS, pod_spec_view
 
-NOT_FLATCAR = {
-    "key": OS_SKU,
-    "operator": "NotIn",
-    "values": ["AzureContainerLinux", "AzureLinuxOSGuard", "Flatcar"],
-}
-LABEL_KEYS = frozenset({OS_SKU})
+WRITES_USR = host_path("/usr/local/bin")
+
+EXCLUSION = SelectorRequirement("immutable-os.io/profile", "NotIn", ("flatcar",))
+NOT_FLATCAR = EXCLUSION.to_wire()
 
 
 def steer(obj: dict[str, Any], config: Config | None = None) -> SteeringPlan:
     plan = steer_away_from(
-        obj, pod_spec_view(obj), ["Flatcar Container Linux"], config or Config(), LABEL_KEYS
+        obj, pod_spec_view(obj), [EXCLUSION], "Flatcar Container Linux", config or Config()
     )
     assert isinstance(plan, SteeringPlan), plan
     assert jsonpatch.apply_patch(obj, list(plan.patch)) == plan.steered_object
@@ -47,7 +45,7 @@ def affinity_of(obj: dict[str, Any]) -> Any:
 
 
 def test_no_affinity_gets_one_term() -> None:
-    plan = steer(tweak(host_path("/x")))
+    plan = steer(tweak(WRITES_USR))
     assert affinity_of(dict(plan.steered_object)) == {
         "nodeSelectorTerms": [{"matchExpressions": [NOT_FLATCAR]}]
     }
@@ -110,7 +108,7 @@ def test_a_term_that_already_excludes_is_left_alone() -> None:
 
 
 def test_annotation_is_added_next_to_existing_ones() -> None:
-    pod = tweak(host_path("/x"))
+    pod = tweak(WRITES_USR)
     pod["metadata"]["annotations"] = {"team": "infra"}
     plan = steer(pod)
     assert plan.steered_object["metadata"]["annotations"] == {
@@ -123,11 +121,11 @@ def test_annotation_is_added_next_to_existing_ones() -> None:
 def test_every_kind_is_patched_under_its_pod_template(kind: str) -> None:
     if kind == "PodTemplate":
         obj: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": {"name": "t"},
-                               "template": {"spec": tweak(host_path("/x"))["spec"]}}  # fmt: skip
+                               "template": {"spec": tweak(WRITES_USR)["spec"]}}  # fmt: skip
     else:
-        obj = wrap(tweak(host_path("/x")), kind)
+        obj = wrap(tweak(WRITES_USR), kind)
     pod = pod_spec_view(obj)
-    verdict = judge(request_for(obj), endpoint=Endpoint.MUTATE, config=Config(), inventory=mixed_inventory(),
+    verdict = answer(request_for(obj), endpoint=Endpoint.MUTATE, config=Config(), inventory=mixed_inventory(),
                     namespace_labels={})  # fmt: skip
     assert verdict.outcome is Outcome.STEERED
     prefix = "/" + "/".join(pod.template_path)
@@ -139,41 +137,14 @@ def test_every_kind_is_patched_under_its_pod_template(kind: str) -> None:
 
 
 def test_steering_is_idempotent() -> None:
-    obj = wrap(tweak(host_path("/x")), "Deployment")
+    obj = wrap(tweak(WRITES_USR), "Deployment")
     context: dict[str, Any] = {"config": Config(), "inventory": mixed_inventory(), "namespace_labels": {}}
-    first = judge(request_for(obj), endpoint=Endpoint.MUTATE, **context)
+    first = answer(request_for(obj), endpoint=Endpoint.MUTATE, **context)
     patched = apply_patch(obj, first.patch)
-    second = judge(request_for(patched), endpoint=Endpoint.MUTATE, **context)
+    second = answer(request_for(patched), endpoint=Endpoint.MUTATE, **context)
     assert first.patch and not second.patch
     assert second.outcome is Outcome.UNCHANGED
-    assert judge(request_for(patched), endpoint=Endpoint.VALIDATE, **context).outcome is Outcome.GENERAL
-
-
-def test_exclusions_merge_values_per_key_and_negate_single_selectors() -> None:
-    config = Config(
-        immutable_node_selectors=(
-            NodeLabelSelector("marked", (SelectorRequirement("immutable-os.io/profile", "Exists"),)),
-            NodeLabelSelector("pool", (SelectorRequirement("agentpool", "In", ("locked",)),)),
-            NodeLabelSelector(
-                "two", (SelectorRequirement("a", "In", ("1",)), SelectorRequirement("b", "Exists"))
-            ),
-        )
-    )
-    result = exclusions(config)
-    assert SelectorRequirement("immutable-os.io/profile", "DoesNotExist") in result
-    assert SelectorRequirement("agentpool", "NotIn", ("locked",)) in result
-    assert (
-        SelectorRequirement(OS_SKU, "NotIn", ("AzureContainerLinux", "AzureLinuxOSGuard", "Flatcar"))
-        in result
-    )
-    assert not any(
-        r.key in ("a", "b") for r in result
-    )  # a multi-requirement selector cannot be negated by one
-
-
-def test_exclusions_leave_out_label_keys_no_node_has() -> None:
-    keys = {r.key for r in exclusions(Config(), frozenset({OS_SKU}))}
-    assert keys == {OS_SKU}
+    assert answer(request_for(patched), endpoint=Endpoint.VALIDATE, **context).outcome is Outcome.WORKS
 
 
 def test_node_selector_strategy_sets_the_configured_labels() -> None:
@@ -192,14 +163,14 @@ def test_node_selector_strategy_refuses_a_conflicting_selector() -> None:
         {"steering": {"strategy": "nodeSelector", "nodeSelector": {"agentpool": "general"}}}
     )
     obj = tweak(set_field("nodeSelector", {"agentpool": "batch"}))
-    result = steer_away_from(obj, pod_spec_view(obj), ["x"], config)
+    result = steer_away_from(obj, pod_spec_view(obj), [EXCLUSION], "x", config)
     assert not isinstance(result, SteeringPlan)
     assert "conflicts" in result.reason
 
 
 def test_inventory_of_only_general_nodes_never_needs_steering() -> None:
     inventory = Inventory.build(aks_pool("general", "Ubuntu"), Config())
-    verdict = judge(request_for(tweak(host_path("/x"))), endpoint=Endpoint.MUTATE, config=Config(),
+    verdict = answer(request_for(tweak(WRITES_USR)), endpoint=Endpoint.MUTATE, config=Config(),
                     inventory=inventory, namespace_labels={})  # fmt: skip
     assert verdict.outcome is Outcome.UNCHANGED and not verdict.patch
 
@@ -208,7 +179,7 @@ def test_apply_patch_leaves_the_reviewed_object_unchanged() -> None:
     import copy
 
     obj = wrap(
-        tweak(host_path("/x"), required_terms({"matchExpressions": [expr("zone", "In", "1")]})), "Deployment"
+        tweak(WRITES_USR, required_terms({"matchExpressions": [expr("zone", "In", "1")]})), "Deployment"
     )
     before = copy.deepcopy(obj)
     plan = steer(obj)

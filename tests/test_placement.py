@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.aks import node_name
 from tests.builders import OS_SKU, aks_pool, expr, mixed_inventory, required_terms, set_field, tweak
 from webhook.core.config import Config, SelectorRequirement
 from webhook.core.placement import Constraints, Inventory, Node, NodeClass, classify, place
@@ -80,9 +81,9 @@ FLATCAR_ONLY = [
     ("two expressions ANDed", [required_terms({"matchExpressions": [expr("agentpool", "Exists"),
                                                                     expr(OS_SKU, "In", "Flatcar")]})]),
     ("matchFields node name", [required_terms({"matchFields": [expr("metadata.name", "In",
-                                                                    "aks-flatcar-1234-vmss000001")]})]),
-    ("hostname label", [set_field("nodeSelector", {"kubernetes.io/hostname": "aks-flatcar-1234-vmss000000"})]),
-    ("nodeName", [set_field("nodeName", "aks-flatcar-1234-vmss000000")]),
+                                                                    node_name("flatcar", 1))]})]),
+    ("hostname label", [set_field("nodeSelector", {"kubernetes.io/hostname": node_name("flatcar", 0)})]),
+    ("nodeName", [set_field("nodeName", node_name("flatcar", 0))]),
 ]  # fmt: skip
 BOTH = [
     ("no constraints", []),
@@ -90,7 +91,7 @@ BOTH = [
                                    {"matchExpressions": [expr(OS_SKU, "In", "Ubuntu")]})]),
     ("DoesNotExist on absent key", [required_terms({"matchExpressions": [expr("gpu", "DoesNotExist")]})]),
     ("matchFields NotIn one node", [required_terms({"matchFields": [expr("metadata.name", "NotIn",
-                                                                         "aks-general-1234-vmss000000")]})]),
+                                                                         node_name("general", 0))]})]),
     ("preferred affinity ignored", [set_field("affinity", {"nodeAffinity": {
         "preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 1, "preference": {"matchExpressions": [expr(OS_SKU, "In", "Ubuntu")]}}]}})]),
@@ -101,7 +102,7 @@ NOWHERE = [
     ("no terms", [required_terms()]),
     ("unknown nodeName", [set_field("nodeName", "missing-node")]),
     ("field and label disagree", [required_terms({
-        "matchFields": [expr("metadata.name", "In", "aks-general-1234-vmss000000")],
+        "matchFields": [expr("metadata.name", "In", node_name("general", 0))],
         "matchExpressions": [expr(OS_SKU, "In", "Flatcar")]})]),
 ]  # fmt: skip
 
@@ -146,15 +147,13 @@ def test_taints_and_tolerations(effect: str, tolerations: list[Any], expected: l
 
 
 def test_node_name_bypasses_no_schedule_but_not_no_execute() -> None:
-    pinned = tweak(set_field("nodeName", "aks-flatcar-1234-vmss000000"))
+    pinned = tweak(set_field("nodeName", node_name("flatcar", 0)))
     assert lands(pinned, tainted_inventory("NoSchedule")) == ["flatcar"]
     assert lands(pinned, tainted_inventory("NoExecute")) == []
 
 
 def test_node_name_still_checks_the_node_selector() -> None:
-    pod = tweak(
-        set_field("nodeName", "aks-flatcar-1234-vmss000000"), set_field("nodeSelector", {OS_SKU: "Ubuntu"})
-    )
+    pod = tweak(set_field("nodeName", node_name("flatcar", 0)), set_field("nodeSelector", {OS_SKU: "Ubuntu"}))
     assert lands(pod) == []
 
 
@@ -178,17 +177,27 @@ def test_nodes_of_a_pool_are_grouped_despite_per_node_labels() -> None:
     assert inventory.node_count == 80
 
 
-def test_zones_split_a_pool_but_keep_names_unique() -> None:
-    nodes = aks_pool("general", "Ubuntu", extra={"topology.kubernetes.io/zone": "1"})
-    nodes += [
+def test_a_pool_spanning_zones_is_one_pool_with_every_node_counted() -> None:
+    nodes = aks_pool("general", "Ubuntu", count=6, zones=3) + aks_pool(
+        "acl", "AzureContainerLinux", count=4, zones=2
+    )
+    inventory = Inventory.build(nodes, Config())
+    assert len(inventory.pools) == 5, "zones are scheduling groups"
+    assert sorted(p.name for p in inventory.pools) == ["acl", "acl", "general", "general", "general"]
+    assert inventory.nodes_per_pool == {"acl": 4, "general": 6}
+    placement = place(Constraints.of(pod_spec_view(tweak())), inventory)
+    assert [p.name for p in placement.named] == ["acl", "general"]
+
+
+def test_a_pool_whose_nodes_are_classified_apart_is_shown_as_two() -> None:
+    nodes = aks_pool("mixed", "Ubuntu", count=2)
+    nodes.append(
         Node(
-            n.name + "z",
-            {**n.labels, "kubernetes.io/hostname": n.name + "z", "topology.kubernetes.io/zone": "2"},
+            "odd", {**nodes[0].labels, "kubernetes.io/hostname": "odd", "immutable-os.io/profile": "flatcar"}
         )
-        for n in nodes
-    ]
+    )
     names = sorted(p.name for p in Inventory.build(nodes, Config()).pools)
-    assert names == ["general", "general#2"]
+    assert names == ["mixed", "mixed#2"]
 
 
 def test_a_label_whose_value_is_the_node_name_is_per_node() -> None:
@@ -200,22 +209,38 @@ def test_a_label_whose_value_is_the_node_name_is_per_node() -> None:
     assert lands(tweak(set_field("nodeSelector", {"example.com/instance": "n9"})), inventory) == []
 
 
+REQUESTED = "kubernetes.azure.com/os-sku-requested"
+EFFECTIVE = "kubernetes.azure.com/os-sku-effective"
+IMAGE = "kubernetes.azure.com/node-image-version"
+AZL3 = "Microsoft Azure Linux 3.0"
 CLASSIFY = [
     ("OS Guard by os-sku", {OS_SKU: "AzureLinuxOSGuard"}, "", "", "Azure Linux OS Guard"),
-    ("OS Guard by image version", {"kubernetes.azure.com/node-image-version": "AKSAzureLinux-OSGuard-V3-1"},
-     "CBL-Mariner/Linux", "", "Azure Linux OS Guard"),
+    ("OS Guard by os-sku AzureLinux3OSGuard", {OS_SKU: "AzureLinux3OSGuard"}, AZL3, "", "Azure Linux OS Guard"),
+    ("OS Guard by requested, family in os-sku", {OS_SKU: "AzureLinux", REQUESTED: "AzureLinuxOSGuard"}, AZL3, "",
+     "Azure Linux OS Guard"),
+    ("OS Guard by effective", {OS_SKU: "AzureLinux", EFFECTIVE: "AzureLinux3OSGuard"}, AZL3, "", "Azure Linux OS Guard"),
+    ("OS Guard by image version", {OS_SKU: "AzureLinux", IMAGE: "AKSAzureLinux-OSGuardV3gen2fipsTL-202511.10.0"},
+     AZL3, "6.6.104.2-1.azl3", "Azure Linux OS Guard"),
+    ("ACL by requested, family in os-sku", {OS_SKU: "AzureLinux", REQUESTED: "AzureContainerLinux"}, "", "",
+     "Azure Container Linux"),
+    ("ACL by gallery image version", {IMAGE: "AKSAzureLinux-aclgen2TL-202511.10.0"}, "", "", "Azure Container Linux"),
+    ("ACL by docs image version", {IMAGE: "AKSAzureContainerLinux-gen2-202511.10.0"}, "", "", "Azure Container Linux"),
     ("Flatcar by os-sku", {OS_SKU: "Flatcar"}, "", "", "Flatcar Container Linux"),
     ("Flatcar by osImage", {}, "Flatcar Container Linux by Kinvolk 4230.2.3", "", "Flatcar Container Linux"),
     ("Flatcar by kernel", {}, "", "6.6.95-flatcar", "Flatcar Container Linux"),
     ("Azure Container Linux", {OS_SKU: "AzureContainerLinux"}, "", "", "Azure Container Linux"),
-    ("ACL by osImage", {}, "Microsoft Azure Container Linux 4.0", "", "Azure Container Linux"),
+    ("ACL by osImage alone", {OS_SKU: "AzureLinux", IMAGE: "AKSAzureLinux-V3gen2-202511.10.0"},
+     "Microsoft Azure Container Linux 3.0.20251110", "6.6.104.2-1.azl3", "Azure Container Linux"),
     ("Bottlerocket", {}, "Bottlerocket OS 1.20.0 (aws-k8s-1.30)", "", "Bottlerocket"),
     ("Talos", {}, "Talos (v1.7.6)", "", "Talos Linux"),
     ("Fedora CoreOS", {}, "Fedora CoreOS 40.20240616.3.0", "", "Fedora CoreOS"),
     ("COS", {}, "Container-Optimized OS from Google", "", "Container-Optimized OS"),
-    ("user label", {"immutable-os.io/profile": "flatcar"}, "", "", "flatcar"),
-    ("Ubuntu", {OS_SKU: "Ubuntu"}, "Ubuntu 22.04.5 LTS", "5.15.0-1089-azure", ""),
-    ("Azure Linux (not OS Guard)", {OS_SKU: "AzureLinux"}, "CBL-Mariner/Linux", "6.6.92.2-2.azl3", ""),
+    ("marker label naming a profile", {"immutable-os.io/profile": "flatcar"}, "", "", "Flatcar Container Linux"),
+    ("marker label naming no profile", {"immutable-os.io/profile": "locked"}, "", "", "locked"),
+    ("Ubuntu", {OS_SKU: "Ubuntu", REQUESTED: "Ubuntu", EFFECTIVE: "Ubuntu2204"}, "Ubuntu 22.04.5 LTS",
+     "5.15.0-1092-azure", ""),
+    ("Azure Linux 3 (not OS Guard, not ACL)", {OS_SKU: "AzureLinux", REQUESTED: "AzureLinux", EFFECTIVE: "AzureLinux3",
+     IMAGE: "AKSAzureLinux-V3gen2-202511.10.0"}, AZL3, "6.6.104.2-1.azl3", ""),
 ]  # fmt: skip
 
 
@@ -259,11 +284,11 @@ def test_malformed_nodes_name_the_field(obj: dict[str, Any], field: str) -> None
 @pytest.mark.parametrize(
     ("terms", "field"),
     [
-        ([{"matchExpressions": [expr("a", "Near", "1")]}], "matchExpressions[0].operator"),
+        ([{"matchExpressions": [{"key": "a"}]}], "matchExpressions[0].operator"),
         ([{"matchFields": [expr("metadata.labels", "In", "1")]}], "matchFields[0]"),
         ([{"matchExpressions": [{"operator": "Exists"}]}], "matchExpressions[0].key"),
     ],
-    ids=["unknown operator", "matchFields other than metadata.name", "missing key"],
+    ids=["missing operator", "matchFields other than metadata.name", "missing key"],
 )
 def test_malformed_affinity_names_the_field(terms: list[Any], field: str) -> None:
     with pytest.raises(ManifestError) as err:

@@ -10,7 +10,8 @@ import pytest
 import webhook.core.policy
 from tests.builders import host_path, minimal_pod, set_field, tweak
 from webhook.core.config import CHECK_IDS, Config, HostPathRule
-from webhook.core.policy import REGISTRY, evaluate
+from webhook.core.policy import REGISTRY, consequence, evaluate
+from webhook.core.profiles import BUILTIN_PROFILES, Profile
 from webhook.core.workloads import pod_spec_view
 from webhook.errors import ManifestError
 
@@ -31,11 +32,11 @@ def test_every_check_module_is_registered() -> None:
     assert modules == registered
 
 
-def test_every_check_has_a_spec_docstring_and_a_reason() -> None:
+def test_every_check_has_a_spec_docstring_a_consequence_and_a_fix() -> None:
     for check in REGISTRY.values():
         module = __import__(check.evaluate.__module__, fromlist=["_"])
-        assert module.__doc__ and "Allowed values" in module.__doc__
-        assert check.why
+        assert module.__doc__ and "Allowed values" in module.__doc__ and "Consequence" in module.__doc__
+        assert check.fix and check.effect.__module__ == check.evaluate.__module__
 
 
 PASS = [
@@ -162,3 +163,73 @@ def test_malformed_specs_raise_errors_naming_the_field(spec_change: Any, field: 
     with pytest.raises(ManifestError) as err:
         evaluate(pod_spec_view(tweak(spec_change)), Config())
     assert err.value.field == field
+
+
+ACL = next(p for p in BUILTIN_PROFILES if p.name == "azure-container-linux")
+BOTTLEROCKET = next(p for p in BUILTIN_PROFILES if p.name == "bottlerocket")
+
+
+def consequences(pod: dict[str, Any], profile: Profile = ACL, config: Config | None = None) -> list[str]:
+    config = config or Config()
+    return [consequence(f, profile.contract, profile.display_name, config).effect.value
+            for f in evaluate(pod_spec_view(pod), config)]  # fmt: skip
+
+
+CONSEQUENCES = [
+    ("read-only mount of /usr", [host_path("/usr", read_only=True)], ["works"]),
+    ("writable /usr", [host_path("/usr")], ["breaks"]),
+    ("writable /lib/modules (merged /usr)", [host_path("/lib/modules")], ["breaks"]),
+    ("writable / covers /usr", [host_path("/")], ["breaks"]),
+    ("writable / with a subPath under /var", [lambda s: s.update(volumes=[{"name": "r", "hostPath": {"path": "/"}}],
+      containers=[{"name": "c", "volumeMounts": [{"name": "r", "mountPath": "/d", "subPath": "var/lib/agent"}]}])],
+     ["works"]),
+    ("read-only / and a writable subPath of /usr", [lambda s: s.update(volumes=[{"name": "r", "hostPath": {"path": "/"}}],
+      containers=[{"name": "a", "volumeMounts": [{"name": "r", "mountPath": "/h", "readOnly": True}]},
+                  {"name": "b", "volumeMounts": [{"name": "r", "mountPath": "/u", "subPath": "usr/share/x"}]}])],
+     ["breaks"]),
+    ("DirectoryOrCreate under /usr, mounted read-only", [lambda s: s.update(
+        volumes=[{"name": "p", "hostPath": {"path": "/usr/libexec/kubernetes/kubelet-plugins", "type": "DirectoryOrCreate"}}],
+        containers=[{"name": "c", "volumeMounts": [{"name": "p", "mountPath": "/p", "readOnly": True}]}])], ["breaks"]),
+    ("FileOrCreate /run/xtables.lock", [lambda s: s.update(
+        volumes=[{"name": "x", "hostPath": {"path": "/run/xtables.lock", "type": "FileOrCreate"}}])], ["works"]),
+    ("writable /opt/cni/bin", [host_path("/opt/cni/bin")], ["works"]),
+    ("writable /etc/cni/net.d", [host_path("/etc/cni/net.d")], ["works"]),
+    ("hostNetwork", [set_field("hostNetwork", True)], ["degrades"]),
+    ("hostPID and hostIPC", [set_field("hostPID", True), set_field("hostIPC", True)], ["degrades", "degrades"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tweaks", "expected"), [(t, e) for _, t, e in CONSEQUENCES], ids=[n for n, _, _ in CONSEQUENCES]
+)
+def test_consequence_on_azure_container_linux(tweaks: list[Any], expected: list[str]) -> None:
+    assert consequences(tweak(*tweaks)) == expected
+
+
+def test_consequences_differ_per_os() -> None:
+    etc = tweak(host_path("/etc/myagent"))
+    assert consequences(etc, ACL) == ["works"] and consequences(etc, BOTTLEROCKET) == ["degrades"]
+    assert consequences(tweak(host_path("/opt/bin")), BOTTLEROCKET) == ["works"]
+
+
+def test_severity_warning_caps_at_degrades_and_contracts_can_say_namespaces_work() -> None:
+    capped = Config.from_dict({"checks": {"host-path": {"severity": "warning"}}})
+    assert consequences(tweak(host_path("/usr")), config=capped) == ["degrades"]
+    relaxed = Config.from_dict(
+        {"profiles": {"azure-container-linux": {"hostContract": {"hostNamespaces": "works"}}}}
+    )
+    profile = relaxed.profile("azure-container-linux")
+    assert profile is not None
+    assert consequences(tweak(set_field("hostNetwork", True)), profile, relaxed) == ["works"]
+
+
+def test_host_path_accesses_carry_the_effective_paths() -> None:
+    pod = tweak(lambda s: s.update(volumes=[{"name": "r", "hostPath": {"path": "/", "type": "Directory"}}],
+                containers=[{"name": "a", "volumeMounts": [{"name": "r", "mountPath": "/h", "readOnly": True}]},
+                            {"name": "b", "volumeMounts": [{"name": "r", "mountPath": "/l", "subPath": "var/log"}]}]))  # fmt: skip
+    (finding,) = evaluate(pod_spec_view(pod), Config())
+    assert [(a.path, a.writes, a.creates) for a in finding.paths] == [
+        ("/", False, False),
+        ("/var/log", True, False),
+    ]
+    assert "subPath var/log" in finding.detail

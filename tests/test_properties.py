@@ -1,8 +1,10 @@
 """Properties of the pure core, over random pod specs, workload kinds, AKS-like inventories and modes.
 
-Steering is idempotent, its patch applies as RFC 6902 says, a steered spec lands on general pools only
-(all it could reach before) and is admitted; placement over pools equals a per-node brute force written
-here from Kubernetes' own semantics; responses deny only in enforce and warn only when allowed.
+Steering is idempotent, its patch applies as RFC 6902 says, a steered spec lands on no pool it breaks on
+and on every other pool it could reach before, and is admitted; only enforce ever patches; a read-only
+mount never breaks anything; placement over pools equals a per-node brute force written here from
+Kubernetes' own semantics; responses deny only in enforce and warn only when allowed. Inventories carry
+AKS labels in all three shapes seen (tests/aks.py): SKU names, the family in os-sku, osImage only.
 """
 
 from __future__ import annotations
@@ -18,16 +20,14 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
-from webhook.core.admission import Endpoint, Outcome, Request, decide, judge, respond
+from tests import aks
+from webhook.core.admission import Decision, Endpoint, Outcome, Request, Verdict, answer, decide, respond
 from webhook.core.config import (
-    AKS_IMAGE_VERSION,
-    AKS_OS_SKU,
     CHECK_IDS,
     NAMESPACE_MODE_LABEL,
-    PROFILE_LABEL,
     STEERED_ANNOTATION,
     CheckSettings,
     Config,
@@ -38,10 +38,12 @@ from webhook.core.config import (
     Steering,
     SteeringStrategy,
 )
+from webhook.core.contracts import Effect
 from webhook.core.mutation import apply_patch
 from webhook.core.placement import Constraints, Inventory, Node, NodeClass, place
 from webhook.core.placement.inventory import HOSTNAME_LABEL, TRANSIENT_TAINTS
 from webhook.core.placement.selectors import Taint
+from webhook.core.profiles import AKS_OS_SKU, PROFILE_LABEL
 from webhook.core.workloads import POD_TEMPLATE_PATHS, pod_spec_view
 
 # ---------------------------------------------------------------------------------------------------------
@@ -54,17 +56,6 @@ TIER = "example.com/tier"
 NODE_ID = "example.com/node-id"  # a second per-node label: its value is the node's name
 GENERAL_SKUS = ("Ubuntu", "AzureLinux")
 IMMUTABLE_SKUS = ("Flatcar", "AzureLinuxOSGuard", "AzureContainerLinux")
-NODE_INFO = {  # os-sku -> (osImage, kernelVersion, node-image-version)
-    "Ubuntu": ("Ubuntu 22.04.5 LTS", "5.15.0-1089-azure", "AKSUbuntu-2204gen2containerd-202510.01.0"),
-    "AzureLinux": ("CBL-Mariner/Linux", "6.6.92.2-2.azl3", "AKSAzureLinux-V3gen2-202510.01.0"),
-    "Flatcar": (
-        "Flatcar Container Linux by Kinvolk 4230.2.3 (Oklo)",
-        "6.6.95-flatcar",
-        "AKSFlatcar-gen2-202510",
-    ),
-    "AzureLinuxOSGuard": ("CBL-Mariner/Linux", "6.6.92.2-2.azl3", "AKSAzureLinux-OSGuard-V3gen2-202510.01.0"),
-    "AzureContainerLinux": ("Microsoft Azure Container Linux 4.0", "6.6.96.1-1.acl4", "AKSACL-gen2-202510"),
-}
 ZONES = ("eastus2-1", "eastus2-2", "eastus2-3")
 # Values of a numeric label: integers, and valid label values Go's strconv.ParseInt(v, 10, 64) refuses
 # though Python's int() reads them (the last two).
@@ -94,25 +85,25 @@ def pools(draw: st.DrawFn, index: int, immutable: bool | None = None) -> list[No
     forced = immutable is not None
     immutable = draw(st.booleans()) if immutable is None else immutable
     sku = draw(st.sampled_from(IMMUTABLE_SKUS if immutable else GENERAL_SKUS))
-    os_image, kernel, image = NODE_INFO[sku]
+    facts = aks.skus()[sku]
+    os_image, kernel = facts["osImage"], facts["kernelVersion"]
     name = f"{sku.lower()}{index}"
-    labels = {
-        "agentpool": name,
-        AGENTPOOL: name,
-        "kubernetes.io/os": "linux",
-        AKS_OS_SKU: sku,
-        AKS_IMAGE_VERSION: image,
-    }
-    evidence = "aks" if forced else draw(st.sampled_from(("aks",) * 6 + ("profile-label", "os-image-only")))
+    scenario = draw(st.sampled_from(aks.SCENARIOS))
+    if sku == "AzureLinuxOSGuard" and scenario == "osimage":
+        scenario = "family"  # OS Guard's osImage is Azure Linux's: its image version is the evidence
+    labels = aks.labels(name, sku, scenario=scenario, zones=0)
+    for per_node in ("kubernetes.io/hostname", aks.ZONE):
+        del labels[per_node]
+    evidence = "aks" if forced else draw(st.sampled_from(("aks",) * 6 + ("profile-label", "unnamed")))
     if immutable and evidence == "profile-label":  # a kind-style marking instead of AKS labels
-        os_image, kernel = NODE_INFO["Ubuntu"][:2]
-        labels |= {
-            AKS_OS_SKU: "Ubuntu",
-            AKS_IMAGE_VERSION: NODE_INFO["Ubuntu"][2],
-            PROFILE_LABEL: sku.lower(),
-        }
-    elif immutable and evidence == "os-image-only":  # no label says so: steering cannot exclude it
-        del labels[AKS_OS_SKU], labels[AKS_IMAGE_VERSION]
+        ubuntu = aks.skus()["Ubuntu"]
+        os_image, kernel = ubuntu["osImage"], ubuntu["kernelVersion"]
+        labels = aks.labels(name, "Ubuntu", zones=0) | {PROFILE_LABEL: draw(st.sampled_from(
+            ("flatcar", "azure-container-linux", "bottlerocket", "fedora-coreos", "locked")))}  # fmt: skip
+        del labels["kubernetes.io/hostname"], labels[aks.ZONE]
+    elif immutable and evidence == "unnamed":  # no pool label, no SKU label: nothing can exclude it
+        labels = {"kubernetes.io/os": "linux"}
+        os_image = "Flatcar Container Linux by Kinvolk 4230.2.3"
     if draw(st.booleans()):
         labels[TIER] = draw(st.sampled_from(("a", "b")))
     pool_taints = draw(st.lists(taints, max_size=2))
@@ -237,12 +228,14 @@ def tolerations(draw: st.DrawFn) -> dict[str, Any]:
     return toleration
 
 
-HOST_PATHS = ("/var/log", "/", "/etc/kubernetes", "/var/lib/kubelet", "/proc")
+# Paths that work on every OS here, some that break on some, and some that break everywhere.
+HOST_PATHS = ("/var/log", "/", "/etc/kubernetes", "/etc", "/var/lib/kubelet", "/proc", "/opt/cni/bin", "/lib/modules",
+              "/usr/local/bin", "/var/lib/agent")  # fmt: skip
 
 
 @st.composite
 def pod_specs(draw: st.DrawFn, nodes: Sequence[Node], host_bound: bool = False) -> dict[str, Any]:
-    """A random pod spec; with `host_bound`, it mounts a hostPath no config here allows."""
+    """A random pod spec; with `host_bound`, it writes into /usr, which breaks on every immutable OS."""
     volumes = []
     for i in range(draw(st.integers(0, 2))):
         if draw(st.integers(0, 3)):
@@ -260,10 +253,8 @@ def pod_specs(draw: st.DrawFn, nodes: Sequence[Node], host_bound: bool = False) 
 
     spec: dict[str, Any] = {"containers": [container(f"c{i}") for i in range(draw(st.integers(1, 2)))]}
     if host_bound:
-        volumes.append({"name": "kubelet", "hostPath": {"path": "/var/lib/kubelet"}})
-        spec["containers"][0].setdefault("volumeMounts", []).append(
-            {"name": "kubelet", "mountPath": "/kubelet"}
-        )
+        volumes.append({"name": "tools", "hostPath": {"path": "/usr/local/bin"}})
+        spec["containers"][0].setdefault("volumeMounts", []).append({"name": "tools", "mountPath": "/tools"})
     if draw(st.booleans()):
         spec["initContainers"] = [container("init")]
     if volumes:
@@ -353,10 +344,14 @@ class Scenario:
     def inventory(self) -> Inventory:
         return Inventory.build(self.nodes, self.config)
 
-    def judge(self, endpoint: Endpoint, obj: Mapping[str, Any] | None = None) -> Any:
+    def judge(self, endpoint: Endpoint, obj: Mapping[str, Any] | None = None) -> Verdict:
         request = self.request if obj is None else request_of(obj)
-        return judge(request, endpoint=endpoint, config=self.config, inventory=self.inventory,
-                     namespace_labels=self.namespace_labels)  # fmt: skip
+        return answer(request, endpoint=endpoint, config=self.config, inventory=self.inventory,
+                      namespace_labels=self.namespace_labels)  # fmt: skip
+
+    def decide(self) -> Decision:
+        return decide(self.request, config=self.config, inventory=self.inventory,
+                      namespace_labels=self.namespace_labels)  # fmt: skip
 
 
 @st.composite
@@ -366,8 +361,7 @@ def configs(
     strategy = draw(st.sampled_from((SteeringStrategy.AFFINITY,) * 3 + (SteeringStrategy.NODE_SELECTOR,)))
     selector: dict[str, str] = {}
     if strategy is SteeringStrategy.NODE_SELECTOR:
-        selector = draw(st.sampled_from(({AKS_OS_SKU: "Ubuntu"}, {AKS_OS_SKU: "AzureLinux"},
-                                         {AGENTPOOL: draw(st.sampled_from(values_of(AGENTPOOL, nodes)))})))  # fmt: skip
+        selector = draw(st.sampled_from(({AKS_OS_SKU: "Ubuntu"}, {AGENTPOOL: draw(st.sampled_from(values_of(AGENTPOOL, nodes)))})))  # fmt: skip
     rules = draw(st.sampled_from(((), (HostPathRule("/var/log", read_only=True),), (HostPathRule("/proc"),))))
     return Config(
         mode=draw(st.sampled_from(modes)),
@@ -512,9 +506,9 @@ FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 JUDGING = (Mode.ENFORCE, Mode.WARN, Mode.AUDIT)
 
 
-def wire_patch(verdict: Any) -> list[dict[str, Any]]:
+def wire_patch(verdict: Verdict) -> list[dict[str, Any]]:
     """The patch as the apiserver receives it: base64 JSON in the /mutate response."""
-    response = respond("uid", verdict, Endpoint.MUTATE)["response"]
+    response = respond("uid", verdict)["response"]
     if "patch" not in response:
         return []
     assert response["patchType"] == "JSONPatch"
@@ -522,31 +516,33 @@ def wire_patch(verdict: Any) -> list[dict[str, Any]]:
     return ops
 
 
-def steered(s: Scenario) -> Any:
-    """The /mutate verdict when it steers; records how often that happens."""
+def steered(s: Scenario) -> Verdict:
+    """The /mutate verdict of a scenario that steers; hypothesis discards the others (they are counted)."""
     verdict = s.judge(Endpoint.MUTATE)
     event(f"mutate: {verdict.outcome.value}")
-    return verdict if verdict.patch else None
+    assume(bool(verdict.patch))
+    note(describe(s))
+    return verdict
+
+
+def breaking(verdict: Verdict) -> set[str]:
+    assert verdict.assessment is not None
+    return {p.name for p in verdict.assessment.breaks}
 
 
 @FAST
-@given(scenarios(modes=JUDGING, steerable=True))
+@given(scenarios(modes=(Mode.ENFORCE,), steerable=True))
 def test_steering_twice_is_steering_once(s: Scenario) -> None:
     verdict = steered(s)
-    if verdict is None:
-        return
     again = s.judge(Endpoint.MUTATE, apply_patch(s.obj, verdict.patch))
-    note(describe(s))
     assert again.patch == (), f"second pass patched again ({again.outcome}): {again.patch}"
     assert again.outcome is Outcome.UNCHANGED
 
 
 @FAST
-@given(scenarios(modes=JUDGING, steerable=True))
+@given(scenarios(modes=(Mode.ENFORCE,), steerable=True))
 def test_patch_applies_with_jsonpatch_as_with_ours(s: Scenario) -> None:
     verdict = steered(s)
-    if verdict is None:
-        return
     before = copy.deepcopy(s.obj)
     ops = wire_patch(verdict)
     assert ops == json.loads(json.dumps(list(verdict.patch)))
@@ -558,53 +554,62 @@ def test_patch_applies_with_jsonpatch_as_with_ours(s: Scenario) -> None:
     assert STEERED_ANNOTATION in pod_spec_view(ours).annotations
 
 
-def placements_before_and_after_steering(s: Scenario) -> tuple[set[str], set[str]] | None:
-    """The pools the spec lands on before and after /mutate's patch; None when it is not steered."""
+@FAST
+@given(scenarios(modes=(Mode.ENFORCE,), steerable=True))
+def test_steering_excludes_exactly_the_pools_it_breaks_on(s: Scenario) -> None:
     verdict = steered(s)
-    if verdict is None:
-        return None
-    note(describe(s))
-    return placed_pools(s.obj, s.inventory), placed_pools(apply_patch(s.obj, verdict.patch), s.inventory)
-
-
-@FAST
-@given(scenarios(modes=JUDGING, steerable=True))
-def test_steered_placement_excludes_immutable_keeps_general(s: Scenario) -> None:
-    placements = placements_before_and_after_steering(s)
-    if placements is None:
-        return
-    before, after = placements
-    inventory = s.inventory
+    before = placed_pools(s.obj, s.inventory)
+    after = placed_pools(apply_patch(s.obj, verdict.patch), s.inventory)
+    broken = breaking(verdict)
     assert after, "steered to nowhere"
-    assert not pools_of(after, inventory, NodeClass.IMMUTABLE)
-    if s.config.steering.strategy is SteeringStrategy.AFFINITY:
-        # Exclusions only remove immutable nodes: every general pool reachable before stays reachable.
-        assert pools_of(before, inventory, NodeClass.GENERAL) <= after
-
-
-@FAST
-@given(scenarios(modes=JUDGING, steerable=True))
-def test_steering_never_widens_placement(s: Scenario) -> None:
-    """The user's constraints are kept: steering adds no general pool the spec could not land on."""
-    placements = placements_before_and_after_steering(s)
-    if placements is None:
-        return
-    before, after = placements
+    assert broken and not after & broken, f"still lands on {sorted(after & broken)}"
+    assert not pools_of(after, s.inventory, NodeClass.IMMUTABLE) & broken
     assert after <= before, f"steering widened placement by {sorted(after - before)}"
+    if s.config.steering.strategy is SteeringStrategy.AFFINITY:
+        # Exclusions remove only pools it breaks on: every other pool reachable before stays reachable.
+        assert before - broken <= after, f"steering also excluded {sorted(before - broken - after)}"
 
 
 @FAST
-@given(scenarios(modes=JUDGING, namespace_labels=True, steerable=True))
+@given(scenarios(modes=(Mode.ENFORCE,), steerable=True))
 def test_steered_object_is_admitted(s: Scenario) -> None:
     verdict = steered(s)
-    if verdict is None:
-        return
-    decision = decide(s.request, config=s.config, inventory=s.inventory, namespace_labels=s.namespace_labels)
+    decision = s.decide()
     assert decision.mutated.steered
     assert decision.allowed, decision.validated.message
     validated = s.judge(Endpoint.VALIDATE, apply_patch(s.obj, verdict.patch))
-    assert validated.allowed and validated.outcome is Outcome.GENERAL
-    assert respond("uid", validated, Endpoint.VALIDATE)["response"]["allowed"]
+    assert validated.allowed and validated.outcome in (Outcome.WORKS, Outcome.DEGRADED)
+    assert respond("uid", validated)["response"]["allowed"]
+
+
+@FAST
+@given(scenarios(modes=(Mode.WARN, Mode.AUDIT, Mode.OFF), namespace_labels=True, steerable=True))
+def test_only_enforce_ever_changes_an_object(s: Scenario) -> None:
+    label = s.namespace_labels.get(NAMESPACE_MODE_LABEL)
+    assume(label is None or label in ("warn", "audit", "off"))
+    verdict = s.judge(Endpoint.MUTATE)
+    event(f"mutate in {label or s.config.mode.value}: {verdict.outcome.value}")
+    assert verdict.patch == () and "patch" not in respond("uid", verdict)["response"]
+    assert s.decide().mutated.patch == ()
+
+
+@FAST
+@given(scenarios(modes=JUDGING), st.sampled_from(HOST_PATHS))
+def test_a_read_only_mount_never_breaks_anything(s: Scenario, path: str) -> None:
+    spec = copy.deepcopy(s.spec)
+    for container in (*spec["containers"], *spec.get("initContainers", [])):
+        for mount in container.get("volumeMounts", []):
+            mount["readOnly"] = True
+    spec.setdefault("volumes", []).append({"name": "ro", "hostPath": {"path": path}})
+    spec["containers"][0].setdefault("volumeMounts", []).append(
+        {"name": "ro", "mountPath": "/ro", "readOnly": True}
+    )
+    for flag in ("hostPID", "hostIPC", "hostNetwork"):
+        spec.pop(flag, None)
+    obj = wrap(str(s.obj["kind"]), spec, None)
+    verdict = s.judge(Endpoint.VALIDATE, obj)
+    assert verdict.assessment is not None and not verdict.assessment.breaks
+    assert verdict.allowed and verdict.patch == ()
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -658,8 +663,8 @@ def test_warnings_only_when_allowed_and_deny_only_in_enforce(
         "inventory": inventory,
         "namespace_labels": s.namespace_labels,
     }
-    verdict = judge(request, endpoint=endpoint, **context)
-    response = respond(request.uid, verdict, endpoint)["response"]
+    verdict = answer(request, endpoint=endpoint, **context)
+    response = respond(request.uid, verdict)["response"]
     event(f"{endpoint.value}: {verdict.outcome.value}")
     assert response["uid"] == request.uid
     assert response["allowed"] is verdict.allowed
@@ -669,6 +674,11 @@ def test_warnings_only_when_allowed_and_deny_only_in_enforce(
         assert endpoint is Endpoint.VALIDATE
         assert effective_mode(config, s.namespace_labels) is Mode.ENFORCE
         assert any(config.check_settings(f.check).severity is Severity.ERROR for f in verdict.findings)
+        assert verdict.assessment is not None and verdict.assessment.breaks
+    if response.get("patch"):
+        assert endpoint is Endpoint.MUTATE and effective_mode(config, s.namespace_labels) is Mode.ENFORCE
+        assert verdict.assessment is not None
+        assert all(p.effect is not Effect.BREAKS for p in verdict.assessment.pools) is False
     decision = decide(request, **context)
     if not decision.allowed:
         assert decision.warnings == ()
@@ -734,11 +744,12 @@ def test_steering_keeps_an_empty_term_empty() -> None:
     ]
     spec = _pod_with_terms({}, {"matchExpressions": [{"key": AKS_OS_SKU, "operator": "In",
                                                       "values": ["Ubuntu", "Flatcar"]}]})  # fmt: skip
-    spec["volumes"] = [{"name": "logs", "hostPath": {"path": "/var/log"}}]
+    spec["volumes"] = [{"name": "tools", "hostPath": {"path": "/usr/local/bin"}}]
+    spec["containers"][0]["volumeMounts"] = [{"name": "tools", "mountPath": "/tools"}]
     obj = wrap("Pod", spec, None)
     inventory = Inventory.build(nodes, Config())
-    verdict = judge(request_of(obj), endpoint=Endpoint.MUTATE, config=Config(), inventory=inventory,
-                    namespace_labels={})  # fmt: skip
+    verdict = answer(request_of(obj), endpoint=Endpoint.MUTATE, config=Config(), inventory=inventory,
+                     namespace_labels={})  # fmt: skip
     assert verdict.steered
     assert placed_pools(obj, inventory) == {"ubuntu", "flatcar"}
     assert placed_pools(apply_patch(obj, verdict.patch), inventory) == {"ubuntu"}

@@ -25,16 +25,17 @@ def named(obj: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_verdicts_for_each_kind_of_outcome() -> None:
     objects = [
-        named(wrap(tweak(host_path("/var/log")), "DaemonSet"), "agent"),
-        named(tweak(set_field("hostPID", True), set_field("nodeSelector", {OS_SKU: "Flatcar"})), "pinned"),
+        named(wrap(tweak(host_path("/usr/lib/modules")), "DaemonSet"), "agent"),
+        named(tweak(host_path("/usr/lib/modules"), set_field("nodeSelector", {OS_SKU: "Flatcar"})), "pinned"),
+        named(tweak(set_field("hostNetwork", True), set_field("nodeSelector", {OS_SKU: "Flatcar"})), "cni"),
         named(wrap(tweak(), "Deployment"), "web"),
         named(
             wrap(tweak(set_field("hostNetwork", True), set_field("nodeSelector", {OS_SKU: "Ubuntu"})), "Job"),
             "net",
         ),
     ]
-    assert rows_for(objects) == {"DaemonSet/agent": "steered", "Pod/pinned": "denied", "Deployment/web": "allowed",
-                                 "Job/net": "allowed"}  # fmt: skip
+    assert rows_for(objects) == {"DaemonSet/agent": "steered", "Pod/pinned": "denied", "Pod/cni": "degraded",
+                                 "Deployment/web": "allowed", "Job/net": "allowed"}  # fmt: skip
     warn = {"default": {"immutable-os.io/mode": "warn"}}
     assert rows_for(objects, labels=warn)["Pod/pinned"] == "warned"
 
@@ -49,26 +50,49 @@ def test_objects_owned_by_judged_controllers_are_reported_at_the_owner() -> None
 
 def test_assume_immutable_turns_a_general_pool_into_an_immutable_one() -> None:
     nodes = aks_pool("general", "Ubuntu") + aks_pool("batch", "Ubuntu")
-    pinned = named(tweak(host_path("/x"), set_field("nodeSelector", {"agentpool": "batch"})), "p")
+    pinned = named(tweak(host_path("/usr/x"), set_field("nodeSelector", {"agentpool": "batch"})), "p")
     assert rows_for([pinned], Inventory.build(nodes, Config())) == {"Pod/p": "allowed"}
     what_if = Inventory.build(assume_immutable(nodes, {"batch": "flatcar"}), Config())
     assert rows_for([pinned], what_if) == {"Pod/p": "denied"}
-    assert {p.name: p.classification.profile for p in what_if.pools} == {"general": "", "batch": "flatcar"}
+    assert {p.name: p.classification.profile for p in what_if.pools} == {
+        "general": "",
+        "batch": "Flatcar Container Linux",
+    }
 
 
 def test_table_and_policy_reports() -> None:
     objects = [
-        named(tweak(set_field("hostPID", True), set_field("nodeSelector", {OS_SKU: "Flatcar"})), "pinned"),
+        named(
+            tweak(
+                host_path("/usr/x"),
+                set_field("hostPID", True),
+                set_field("nodeSelector", {OS_SKU: "Flatcar"}),
+            ),
+            "pinned",
+        ),
         named(wrap(tweak(), "Deployment"), "web"),
     ]
     rows = scan(objects, config=Config(), inventory=mixed_inventory(), namespace_labels={})
     lines = table(rows).splitlines()
-    assert lines[0].split() == ["NAMESPACE", "KIND", "NAME", "VERDICT", "FINDINGS", "LANDS", "ON"]
-    assert lines[2].split() == ["default", "Pod", "pinned", "denied", "host-pid", "flatcar"]
+    assert lines[0].split() == [
+        "NAMESPACE",
+        "KIND",
+        "NAME",
+        "VERDICT",
+        "FINDINGS",
+        "BREAKS",
+        "ON",
+        "DEGRADES",
+        "ON",
+    ]
+    assert lines[2].split() == ["default", "Pod", "pinned", "denied", "host-path,host-pid", "flatcar", "-"]
     (report,) = policy_reports(rows, timestamp_seconds=1_700_000_000)
     assert report["apiVersion"] == "wgpolicyk8s.io/v1alpha2" and report["kind"] == "PolicyReport"
     assert report["metadata"]["namespace"] == "default"
-    assert report["summary"] == {"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0}
-    failed = next(r for r in report["results"] if r["result"] == "fail")
-    assert failed["rule"] == "host-pid" and failed["resources"][0]["name"] == "pinned"
+    assert report["summary"] == {"pass": 1, "fail": 2, "warn": 0, "error": 0, "skip": 0}
+    failed = [r for r in report["results"] if r["result"] == "fail"]
+    assert [r["rule"] for r in failed] == ["host-path", "host-pid"] and failed[0]["resources"][0][
+        "name"
+    ] == "pinned"
+    failed = failed[0]
     assert failed["timestamp"] == {"seconds": 1_700_000_000, "nanos": 0}

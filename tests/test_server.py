@@ -26,11 +26,12 @@ from cryptography import x509
 from tests.builders import OS_SKU, host_path, review_for, set_field, tweak, wrap
 from tests.pki import HOST, Pki
 from tests.serving import (
+    ACL_POD,
     CLEAN_POD,
-    FLATCAR_POD,
     HOST_PATH_POD,
     JSON,
     WARNING_PREFIX,
+    WRITES_USR,
     NotReady,
     Process,
     Running,
@@ -87,9 +88,9 @@ async def test_mutate_steers_an_unconstrained_host_path_pod(app: Running) -> Non
     patched = jsonpatch.apply_patch(HOST_PATH_POD, decoded_patch(response))
     terms = patched["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     expressions = [e for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"]]
-    assert {"key": OS_SKU, "operator": "NotIn"}.items() <= expressions[0].items()
-    assert "Flatcar" in expressions[0]["values"]
-    assert response["warnings"] and "steered away from pool flatcar" in response["warnings"][0]
+    assert expressions == [{"key": "kubernetes.azure.com/os-sku-requested", "operator": "NotIn",
+                            "values": ["AzureContainerLinux", "AzureLinuxOSGuard"]}]  # fmt: skip
+    assert response["warnings"] and "steered away from pool acl" in response["warnings"][0]
     assert response["auditAnnotations"]["decision"] == "steered"
     assert "immutable-os.io/steered" in patched["metadata"]["annotations"]
 
@@ -105,7 +106,7 @@ async def test_mutate_steers_an_unconstrained_host_path_pod(app: Running) -> Non
     ids=["Deployment", "DaemonSet", "StatefulSet", "CronJob"],
 )
 async def test_mutate_patches_the_pod_template_of_workloads(app: Running, kind: str, prefix: str) -> None:
-    workload = wrap(tweak(host_path("/var/lib/agent")), kind)
+    workload = wrap(tweak(WRITES_USR), kind)
     response = await post(app, "mutate", review_for(workload))
     patch = decoded_patch(response)
     assert all(op["path"].startswith(prefix) for op in patch), [op["path"] for op in patch]
@@ -117,8 +118,8 @@ async def test_mutate_patches_the_pod_template_of_workloads(app: Running, kind: 
 
 @pytest.mark.parametrize(
     "pod",
-    [CLEAN_POD, FLATCAR_POD, tweak(host_path("/var/log"), set_field("nodeSelector", {OS_SKU: "Ubuntu"}))],
-    ids=["clean", "flatcar-only", "general-only"],
+    [CLEAN_POD, ACL_POD, tweak(host_path("/var/log"), set_field("nodeSelector", {OS_SKU: "Ubuntu"}))],
+    ids=["clean", "acl-only", "general-only"],
 )
 async def test_mutate_never_denies_and_patches_only_when_steering(app: Running, pod: dict[str, Any]) -> None:
     response = await post(app, "mutate", review_for(pod))
@@ -136,27 +137,25 @@ async def test_mutating_a_steered_pod_again_changes_nothing(app: Running) -> Non
 # --- /validate -----------------------------------------------------------------------------------------
 
 
-async def test_validate_denies_a_pod_pinned_to_flatcar_in_enforce(app: Running) -> None:
-    response = await post(app, "validate", review_for(FLATCAR_POD))
+async def test_validate_denies_a_pod_pinned_to_acl_in_enforce(app: Running) -> None:
+    response = await post(app, "validate", review_for(ACL_POD))
     assert response["allowed"] is False
     assert response["status"]["code"] == 403
     message = response["status"]["message"]
-    for named in ("host-path", "spec.volumes[0].hostPath.path", "pool flatcar", "Pod default/app"):
+    for named in ("host-path", "spec.volumes[0].hostPath.path", "pool acl", "Pod default/app"):
         assert named in message, (named, message)
     assert "warnings" not in response and "patch" not in response
     assert response["auditAnnotations"]["decision"] == "denied"
 
 
-@pytest.mark.parametrize(
-    "pod", [HOST_PATH_POD, FLATCAR_POD, CLEAN_POD], ids=["steerable", "flatcar-only", "clean"]
-)
+@pytest.mark.parametrize("pod", [HOST_PATH_POD, ACL_POD, CLEAN_POD], ids=["steerable", "acl-only", "clean"])
 async def test_validate_never_returns_a_patch(app: Running, pod: dict[str, Any]) -> None:
     response = await post(app, "validate", review_for(pod))
     assert "patch" not in response and "patchType" not in response
 
 
 @pytest.mark.parametrize("endpoint", ["mutate", "validate"])
-@pytest.mark.parametrize("pod", [HOST_PATH_POD, FLATCAR_POD], ids=["steerable", "flatcar-only"])
+@pytest.mark.parametrize("pod", [HOST_PATH_POD, ACL_POD], ids=["steerable", "acl-only"])
 async def test_dry_run_gets_the_same_answer(app: Running, endpoint: str, pod: dict[str, Any]) -> None:
     review = review_for(pod)
     assert await post(app, endpoint, dry_run(review)) == await post(app, endpoint, review)
@@ -166,9 +165,9 @@ async def test_config_file_mode_warn_allows_with_warnings(pki: Pki, tmp_path: Pa
     config_file = tmp_path / "config.yaml"
     config_file.write_text("mode: warn\n")
     async with running(service_for(load_config(str(config_file))), pki) as r:
-        response = await post(r, "validate", review_for(FLATCAR_POD))
+        response = await post(r, "validate", review_for(ACL_POD))
     assert response["allowed"] is True
-    assert any("pool flatcar" in w for w in response["warnings"])
+    assert any("pool acl" in w for w in response["warnings"])
     assert response["auditAnnotations"] == {
         **response["auditAnnotations"],
         "decision": "warned",
@@ -180,7 +179,7 @@ async def test_config_file_mode_warn_allows_with_warnings(pki: Pki, tmp_path: Pa
 
 
 def review_without(*path: str) -> bytes:
-    review: Any = review_for(FLATCAR_POD)
+    review: Any = review_for(ACL_POD)
     target = review
     for key in path[:-1]:
         target = target[key]
@@ -189,7 +188,7 @@ def review_without(*path: str) -> bytes:
 
 
 def review_with(change: Callable[[dict[str, Any]], None]) -> bytes:
-    review = review_for(FLATCAR_POD)
+    review = review_for(ACL_POD)
     change(review)
     return json.dumps(review).encode()
 
@@ -284,7 +283,7 @@ async def test_chunked_body_without_content_length_is_capped_while_streaming(
 
 
 async def test_a_valid_review_sent_chunked_is_answered(app: Running) -> None:
-    body = json.dumps(review_for(FLATCAR_POD)).encode()
+    body = json.dumps(review_for(ACL_POD)).encode()
 
     async def slowly() -> AsyncIterator[bytes]:
         for start in range(0, len(body), 100):
@@ -292,9 +291,7 @@ async def test_a_valid_review_sent_chunked_is_answered(app: Running) -> None:
 
     answer = await app.client.post("/validate", content=slowly(), headers=JSON)
     assert answer.status_code == 200
-    assert (
-        assert_admission_review(answer.json(), review_for(FLATCAR_POD)["request"]["uid"])["allowed"] is False
-    )
+    assert assert_admission_review(answer.json(), review_for(ACL_POD)["request"]["uid"])["allowed"] is False
 
 
 @pytest.mark.parametrize(
@@ -305,7 +302,7 @@ async def test_a_valid_review_sent_chunked_is_answered(app: Running) -> None:
          "trailing-slash-no-redirect"],
 )  # fmt: skip
 async def test_wrong_method_or_path(app: Running, method: str, path: str, status: int) -> None:
-    answer = await app.client.request(method, path, json=review_for(FLATCAR_POD))
+    answer = await app.client.request(method, path, json=review_for(ACL_POD))
     assert answer.status_code == status
     assert answer.json()["field"] == "<path>" and path in answer.json()["error"]
 
@@ -326,7 +323,7 @@ def crash(*args: Any, **kwargs: Any) -> Any:
 async def test_a_crash_in_judge_answers_per_on_internal_error(
     pki: Pki, monkeypatch: pytest.MonkeyPatch, config: Config, allowed: bool, endpoint: str
 ) -> None:
-    monkeypatch.setattr(service, "judge", crash)
+    monkeypatch.setattr(service, "answer", crash)
     async with running(service_for(config), pki) as r:
         review = review_for(HOST_PATH_POD, uid="crash-0001")
         response = await post(r, endpoint, review)
@@ -384,13 +381,13 @@ async def test_a_pod_without_usable_metadata_is_judged_not_waved_through(app: Ru
     assert (await post(app, "validate", review_for(steered)))["allowed"] is True
     validated = await post(app, "validate", review)
     assert validated["allowed"] is False and validated["auditAnnotations"]["decision"] == "denied"
-    pinned = await post(app, "validate", without_metadata(FLATCAR_POD, metadata))
+    pinned = await post(app, "validate", without_metadata(ACL_POD, metadata))
     assert pinned["allowed"] is False
 
 
 async def test_strings_that_are_not_utf8_encodable_are_echoed_not_a_500(app: Running) -> None:
     # JSON may escape a lone surrogate; Python decodes it, and a careless UTF-8 encoder then raises.
-    review = review_for(FLATCAR_POD)
+    review = review_for(ACL_POD)
     body = json.dumps(review).replace(review["request"]["uid"], "\\ud800-uid").replace('"app"', '"\\udfff"')
     answer = await app.client.post("/validate", content=body, headers=JSON)
     assert answer.status_code == 200, answer.text
@@ -411,7 +408,7 @@ async def test_readyz_is_503_until_the_source_is_ready(pki: Pki) -> None:
         assert (await r.client.get("/healthz")).status_code == 200
         ready = await r.client.get("/readyz")
         # Not ready means a stale inventory: reviews are still answered, by label evidence alone.
-        response = await post(r, "validate", review_for(FLATCAR_POD))
+        response = await post(r, "validate", review_for(ACL_POD))
     assert ready.status_code == 503 and "waiting" in ready.json()["status"]
     assert response["allowed"] is False
 
@@ -419,8 +416,8 @@ async def test_readyz_is_503_until_the_source_is_ready(pki: Pki) -> None:
 async def test_metrics_count_reviews_and_describe_the_inventory(pki: Pki) -> None:
     async with running(service_for(), pki) as app:  # counters of its own
         await post(app, "mutate", review_for(HOST_PATH_POD))
-        await post(app, "validate", review_for(FLATCAR_POD))
-        await post(app, "validate", review_for(FLATCAR_POD))
+        await post(app, "validate", review_for(ACL_POD))
+        await post(app, "validate", review_for(ACL_POD))
         await post(app, "validate", review_for(CLEAN_POD))
         await app.client.post("/validate", content=b"nope", headers=JSON)
         answer = await app.client.get("/metrics")
@@ -435,9 +432,9 @@ async def test_metrics_count_reviews_and_describe_the_inventory(pki: Pki) -> Non
     bucket = "immutable_os_webhook_review_duration_seconds_bucket"
     assert sample(text, bucket, endpoint="validate", le="0.00025") is not None
     assert sample(text, bucket, endpoint="validate", le="+Inf") == 3
-    assert sample(text, "immutable_os_webhook_inventory_nodes") == 4
+    assert sample(text, "immutable_os_webhook_inventory_nodes") == 5
     assert sample(text, "immutable_os_webhook_inventory_pools", **{"class": "general"}) == 1
-    assert sample(text, "immutable_os_webhook_inventory_pools", **{"class": "immutable"}) == 1
+    assert sample(text, "immutable_os_webhook_inventory_pools", **{"class": "immutable"}) == 2
     assert "_created" not in text
 
 
@@ -519,7 +516,7 @@ def judged(process: Process, endpoint: str, review: dict[str, Any]) -> dict[str,
     return assert_admission_review(answer.json(), review["request"]["uid"])
 
 
-def in_namespace(namespace: str, pod: dict[str, Any] = FLATCAR_POD) -> dict[str, Any]:
+def in_namespace(namespace: str, pod: dict[str, Any] = ACL_POD) -> dict[str, Any]:
     return {**pod, "metadata": {**pod["metadata"], "namespace": namespace}}
 
 
@@ -543,7 +540,7 @@ def test_serve_modes_by_namespace_label(
     assert response["allowed"] is allowed
     assert ("warnings" in response) is warned
     if warned:
-        assert any("pool flatcar" in w for w in response["warnings"])
+        assert any("pool acl" in w for w in response["warnings"])
     assert audit.items() <= response["auditAnnotations"].items()
     assert "patch" not in response
     assert judged(process, "validate", dry_run(review)) == response

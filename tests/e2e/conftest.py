@@ -142,12 +142,17 @@ def node_pools(core_v1: k8s.CoreV1Api) -> Iterator[Callable[..., list[k8s.V1Node
 def session_pools(api_client: k8s.ApiClient) -> Iterator[SessionPools]:
     core = k8s.CoreV1Api(api_client)
     pools = SessionPools(
-        unique_pool_name("general"), unique_pool_name("flatcar"), unique_pool_name("osguard"), {}
+        unique_pool_name("general"),
+        unique_pool_name("azlinux"),
+        unique_pool_name("acl"),
+        unique_pool_name("osguard"),
+        {},
     )
     created: list[str] = []
     try:
-        for pool, count, sku in ((pools.general, 2, "Ubuntu"), (pools.flatcar, 2, "Flatcar"),
-                                 (pools.osguard, 1, "AzureLinuxOSGuard")):  # fmt: skip
+        # ACL and OS Guard carry the OS family in os-sku (AzureLinux), as the general Azure Linux pool does.
+        for pool, count, sku in ((pools.general, 2, "Ubuntu"), (pools.azlinux, 1, "AzureLinux"),
+                                 (pools.acl, 2, "AzureContainerLinux"), (pools.osguard, 1, "AzureLinuxOSGuard")):  # fmt: skip
             created.append(pool)
             pools.nodes[pool] = sorted(
                 n.metadata.name for n in create_node_pool(core, pool, count, os_sku=sku)
@@ -171,7 +176,7 @@ def webhook(
     try:
         process.start()
         register(api_client, configurations)
-        wait_until_webhook_answers(k8s.CoreV1Api(api_client), "default", session_pools.flatcar)
+        wait_until_webhook_answers(k8s.CoreV1Api(api_client), "default", session_pools.acl)
         yield SessionWebhook(process, session_pools, configurations)
     finally:
         try:

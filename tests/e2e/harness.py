@@ -43,6 +43,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests import aks
+
 T = TypeVar("T")
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
@@ -695,39 +697,12 @@ def _insecure_get(url: str, timeout: float = 2.0) -> str:
 # ------------------------------------------------------------------------------------------ node pools
 
 
-@dataclass(frozen=True)
-class OsSku:
-    """What a node of one AKS ``--os-sku`` reports. Illustrative values in the shapes AKS uses."""
-
-    os_image: str
-    kernel_version: str
-    node_image_version: str
-
-
-OS_SKUS: dict[str, OsSku] = {
-    "Ubuntu": OsSku("Ubuntu 22.04.5 LTS", "5.15.0-1089-azure", "AKSUbuntu-2204gen2containerd-202508.20.1"),
-    "AzureLinux": OsSku("Microsoft Azure Linux 3.0", "6.6.96.1-1.azl3", "AKSAzureLinux-V3gen2-202508.20.1"),
-    "AzureLinuxOSGuard": OsSku(
-        "Microsoft Azure Linux 3.0", "6.6.96.1-1.azl3", "AKSAzureLinux-OSGuard-V3gen2-202508.20.1"
-    ),
-    "Flatcar": OsSku(
-        "Flatcar Container Linux by Kinvolk 4230.2.2 (Oklo)", "6.6.95-flatcar", "AKSFlatcar-gen2-202508.20.1"
-    ),
-    "AzureContainerLinux": OsSku(
-        "Microsoft Azure Container Linux 3.0", "6.6.96.1-1.azl3", "AKSAzureContainerLinux-V3gen2-202508.20.1"
-    ),
-}
-
-
 def unique_pool_name(prefix: str) -> str:
     """An AKS-shaped pool name (lowercase alphanumerics, at most 12 characters), unique per call."""
     return f"{prefix[:8]}{secrets.token_hex(2)}"
 
 
-def node_name(pool: str, index: int) -> str:
-    """AKS-style VMSS node name: ``aks-<pool>-<8 digits>-vmss<6 digits>``."""
-    digits = int(hashlib.sha256(pool.encode()).hexdigest(), 16) % 10**8
-    return f"aks-{pool}-{digits:08d}-vmss{index:06d}"
+node_name = aks.node_name
 
 
 def _taint(t: Mapping[str, Any] | k8s.V1Taint | str) -> dict[str, Any]:
@@ -753,7 +728,9 @@ def create_node_pool(
     taints: Sequence[Mapping[str, Any] | k8s.V1Taint | str] = (),
     *,
     os_sku: str = "Ubuntu",
-    mode: str = "User",
+    scenario: str = "family",
+    zones: int = 3,
+    mode: str = "",
     node_image_version: str | None = None,
     kubelet_version: str = "v1.36.3",
     architecture: str = "amd64",
@@ -762,34 +739,28 @@ def create_node_pool(
     pods: str = "110",
     ready: bool = True,
 ) -> list[k8s.V1Node]:
-    """Create `count` Nodes of an AKS node pool through the API, labelled as AKS labels them, with
-    exactly `taints` and (if `ready`) a Ready status with capacity and nodeInfo. `labels` are added last
-    and win (a value of "" is kept; use it to model odd nodes). `os_image`, `kernel_version` and
-    `node_image_version` default from `OS_SKUS[os_sku]`. Returns the Nodes as stored after the patches.
+    """Create `count` Nodes of an AKS node pool through the API, labelled as AKS labels them (tests/aks.py:
+    `scenario` "family" puts the OS family in os-sku and the SKU in os-sku-requested, "name" the SKU in
+    both, "osimage" leaves only osImage to tell), spread over `zones`, with exactly `taints` and (if
+    `ready`) a Ready status with capacity and nodeInfo. `labels` are added last and win (a value of "" is
+    kept; use it to model odd nodes). Returns the Nodes as stored after the patches.
     """
     core = api if isinstance(api, k8s.CoreV1Api) else k8s.CoreV1Api(api)
-    sku = OS_SKUS.get(os_sku, OS_SKUS["Ubuntu"])
-    os_image = os_image if os_image is not None else sku.os_image
-    kernel_version = kernel_version if kernel_version is not None else sku.kernel_version
-    image_version = node_image_version if node_image_version is not None else sku.node_image_version
+    facts = aks.skus()[os_sku]
+    os_image = os_image if os_image is not None else facts["osImage"]
+    kernel_version = kernel_version if kernel_version is not None else facts["kernelVersion"]
     wanted_taints = [_taint(t) for t in taints]
 
     nodes: list[k8s.V1Node] = []
     for i in range(count):
         hostname = node_name(name, i)
-        node_labels = {
-            "kubernetes.azure.com/agentpool": name,
-            "agentpool": name,
-            "kubernetes.azure.com/mode": mode.lower(),
-            "kubernetes.azure.com/os-sku": os_sku,
-            "kubernetes.azure.com/node-image-version": image_version,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": architecture,
-            "kubernetes.io/hostname": hostname,
-            "beta.kubernetes.io/os": "linux",
-            "beta.kubernetes.io/arch": architecture,
-            **(labels or {}),
-        }
+        node_labels = aks.labels(name, os_sku, i, scenario=scenario, zones=zones, mode=mode.lower() or None)
+        node_labels["beta.kubernetes.io/os"] = "linux"
+        node_labels["beta.kubernetes.io/arch"] = architecture
+        node_labels["kubernetes.io/arch"] = architecture
+        if node_image_version is not None:
+            node_labels[aks.IMAGE_VERSION] = node_image_version
+        node_labels.update(labels or {})
         body = k8s.V1Node(
             api_version="v1",
             kind="Node",

@@ -47,7 +47,8 @@ IMMUTABLE_SKUS = {"Flatcar", "AzureLinuxOSGuard", "AzureContainerLinux"}
 VALIDATING_PODS = "pods.immutable-os.io"
 VALIDATING_WORKLOADS = "workloads.immutable-os.io"
 MUTATING_PODS = "steer-pods.immutable-os.io"
-ONLY_IMMUTABLE = "can only land on immutable-OS nodes"
+ONLY_IMMUTABLE = "breaks on every pool it can land on"
+REQUESTED = "kubernetes.azure.com/os-sku-requested"
 
 NodePools = Callable[..., list[k8s.V1Node]]
 
@@ -424,9 +425,9 @@ def test_chart_made_configurations_judge_the_demo_manifests(
     release = f"url-{token}"
     fullname = f"{release}-immutable-os-webhook"
     scope = {SCOPE_LABEL: token}
-    general, flatcar, osguard = (unique_pool_name(p) for p in ("general", "flatcar", "osguard"))
-    general_nodes = {n.metadata.name for n in node_pools(general, 2, os_sku="Ubuntu")}
-    node_pools(flatcar, 1, os_sku="Flatcar")
+    general, acl, osguard = (unique_pool_name(p) for p in ("general", "acl", "osguard"))
+    node_pools(general, 2, os_sku="Ubuntu")
+    node_pools(acl, 1, os_sku="AzureContainerLinux")
     node_pools(osguard, 1, os_sku="AzureLinuxOSGuard")
 
     demo_namespaces = {d["metadata"]["name"]: d["metadata"].get("labels", {}) for d in docs((DEMO / "namespaces.yaml").read_text())}  # fmt: skip
@@ -458,35 +459,36 @@ def test_chart_made_configurations_judge_the_demo_manifests(
         kubectl_ok(control_plane, "apply", "-n", release_ns, "-f", "-", input=rendered)
         others = other_immutable_os_validators(api_client, fullname)
 
-        # 1. Denied: hostPath, pinned to the Flatcar pool (demo.sh step 1).
-        flatcar_pod = demo_pod("log-reader-on-flatcar.yaml")
-        wait_until_denied(control_plane, enforce_ns, flatcar_pod)
+        # 1. Denied: writes /usr/local/bin, pinned to Azure Container Linux (demo.sh step 1).
+        acl_pod = demo_pod("tool-installer-on-acl.yaml")
+        wait_until_denied(control_plane, enforce_ns, acl_pod)
         denied = control_plane.kubectl(
-            "apply", "-n", enforce_ns, "-f", str(DEMO / "log-reader-on-flatcar.yaml")
+            "apply", "-n", enforce_ns, "-f", str(DEMO / "tool-installer-on-acl.yaml")
         )
         print(
-            f"\n$ kubectl apply -n {enforce_ns} -f hack/kind/demo/log-reader-on-flatcar.yaml\n{denied.stderr}"
+            f"\n$ kubectl apply -n {enforce_ns} -f hack/kind/demo/tool-installer-on-acl.yaml\n{denied.stderr}"
         )
         assert denied.returncode == 1
         assert denied.stderr.startswith("Error from server (Forbidden): error when creating")
         assert (
-            ONLY_IMMUTABLE in denied.stderr and f"pool {flatcar} (Flatcar Container Linux)" in denied.stderr
+            ONLY_IMMUTABLE in denied.stderr and f"pool {acl} (Azure Container Linux, 1 node)" in denied.stderr
         )
+        assert "/usr is read-only (dm-verity) on Azure Container Linux" in denied.stderr
         if not others:
             assert f'admission webhook "{VALIDATING_PODS}" denied the request' in denied.stderr
-        annotations = audit_annotations(control_plane, enforce_ns, "log-reader-on-flatcar")
+        annotations = audit_annotations(control_plane, enforce_ns, "tool-installer-on-acl")
         assert annotations.get(f"{VALIDATING_PODS}/decision") == "denied", annotations
 
         # The workloads webhook judges pod templates: the same pod as a Deployment is denied too.
         deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "log-reader"},
                       "spec": {"selector": {"matchLabels": {"app": "r"}},
-                               "template": {"metadata": {"labels": {"app": "r"}}, "spec": flatcar_pod["spec"]}}}  # fmt: skip
+                               "template": {"metadata": {"labels": {"app": "r"}}, "spec": acl_pod["spec"]}}}  # fmt: skip
         refused = dry_run_create(control_plane, enforce_ns, deployment)
         assert refused.returncode == 1 and ONLY_IMMUTABLE in refused.stderr, refused.stderr
         if not others:
             assert f'admission webhook "{VALIDATING_WORKLOADS}" denied the request' in refused.stderr
 
-        # 2. Warned: hostPID + hostPath pinned to OS Guard, namespace labelled immutable-os.io/mode=warn.
+        # 2. Warned: writes /lib/modules, pinned to OS Guard, namespace labelled immutable-os.io/mode=warn.
         warned = kubectl_ok(
             control_plane, "apply", "-n", warn_ns, "-f", str(DEMO / "node-agent-on-osguard.yaml")
         )
@@ -497,47 +499,53 @@ def test_chart_made_configurations_judge_the_demo_manifests(
         annotations = audit_annotations(control_plane, warn_ns, "node-agent-on-osguard")
         assert annotations.get(f"{VALIDATING_PODS}/decision") == "warned", annotations
 
-        # 3. Steered: the log reader without placement gets node affinity away from the immutable pools.
-        steered = kubectl_ok(control_plane, "apply", "-n", enforce_ns, "-f", str(DEMO / "log-reader.yaml"))
-        print(
-            f"\n$ kubectl apply -n {enforce_ns} -f hack/kind/demo/log-reader.yaml\n{steered.stderr}{steered.stdout}"
+        # 3. Steered: the installer without placement gets node affinity away from the pools it breaks on.
+        steered = kubectl_ok(
+            control_plane, "apply", "-n", enforce_ns, "-f", str(DEMO / "tool-installer.yaml")
         )
-        assert "Warning: immutable-os: host-path: steered away from" in steered.stderr
-        stored = core_v1.read_namespaced_pod("log-reader", enforce_ns)
+        print(
+            f"\n$ kubectl apply -n {enforce_ns} -f hack/kind/demo/tool-installer.yaml\n{steered.stderr}{steered.stdout}"
+        )
+        assert "Warning: immutable-os: steered away from" in steered.stderr
+        stored = core_v1.read_namespaced_pod("tool-installer", enforce_ns)
         assert (
             stored.metadata.annotations["immutable-os.io/steered"]
-            == "Azure Linux OS Guard,Flatcar Container Linux"
+            == "Azure Container Linux,Azure Linux OS Guard"
         )
         terms = stored.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
         assert all(
-            any(e.key == OS_SKU and e.operator == "NotIn" and set(e.values) >= IMMUTABLE_SKUS - {"AzureContainerLinux"}
+            any(e.key == REQUESTED and e.operator == "NotIn" and set(e.values) >= {"AzureContainerLinux", "AzureLinuxOSGuard"}
                 for e in t.match_expressions) for t in terms
         ), terms  # fmt: skip
-        annotations = audit_annotations(control_plane, enforce_ns, "log-reader")
+        annotations = audit_annotations(control_plane, enforce_ns, "tool-installer")
         records = mutations_by(annotations, fullname)
         assert [r["webhook"] for r in records] == [MUTATING_PODS], annotations
         if not others:  # else another configuration's webhook may have steered it first
             assert records[0]["mutated"] is True, annotations
-        assert annotations.get(f"{VALIDATING_PODS}/decision") == "general", annotations
+        assert annotations.get(f"{VALIDATING_PODS}/decision") == "works", annotations
 
         # The scheduler places the steered pod on a general-purpose node.
         def scheduled() -> str | None:
-            node: str | None = core_v1.read_namespaced_pod("log-reader", enforce_ns).spec.node_name
+            node: str | None = core_v1.read_namespaced_pod("tool-installer", enforce_ns).spec.node_name
             return node
 
         node = wait_for(scheduled, timeout=30, message="the steered pod to be scheduled")
         labels = core_v1.read_node(node).metadata.labels
-        assert labels.get(OS_SKU) not in IMMUTABLE_SKUS, (node, labels)
-        assert node in general_nodes or labels.get(OS_SKU) in ("Ubuntu", "AzureLinux")
+        assert labels.get(REQUESTED) not in IMMUTABLE_SKUS, (node, labels)
 
-        # 4. Never judged: kube-system and the release namespace, even when they carry the scope label. The
+        # 4. Untouched: reading the host works on every pool; the log reader is admitted as it is.
+        reader = kubectl_ok(control_plane, "apply", "-n", enforce_ns, "-f", str(DEMO / "log-reader.yaml"))
+        assert "Warning" not in reader.stderr, reader.stderr
+        assert core_v1.read_namespaced_pod("log-reader", enforce_ns).spec.affinity is None
+
+        # 5. Never judged: kube-system and the release namespace, even when they carry the scope label. The
         # control namespace is labelled last; once it is judged, the apiserver has seen the other labels.
         core_v1.patch_namespace("kube-system", {"metadata": {"labels": scope}})
         core_v1.patch_namespace(release_ns, {"metadata": {"labels": scope}})
         created.append(create_namespace(core_v1, control_ns, scope))
-        wait_until_denied(control_plane, control_ns, flatcar_pod)
+        wait_until_denied(control_plane, control_ns, acl_pod)
         for namespace in ("kube-system", release_ns):
-            probe = {**flatcar_pod, "metadata": {"name": f"untouched-{token}"}}
+            probe = {**acl_pod, "metadata": {"name": f"untouched-{token}"}}
             result = dry_run_create(control_plane, namespace, probe)
             if namespace == "kube-system" or not others:  # others may judge the release namespace
                 assert result.returncode == 0 and "Warning" not in result.stderr, (namespace, result.stderr)
@@ -547,9 +555,9 @@ def test_chart_made_configurations_judge_the_demo_manifests(
             )
             assert not mutations_by(annotations, fullname), annotations
 
-        # 5. The host-access matchCondition: templates at every path still reach the webhook; objects
+        # 6. The host-access matchCondition: templates at every path still reach the webhook; objects
         # without host access never do (the webhook logs every review it gets, at debug).
-        template = {"metadata": {"labels": {"app": "r"}}, "spec": flatcar_pod["spec"]}
+        template = {"metadata": {"labels": {"app": "r"}}, "spec": acl_pod["spec"]}
         cron_job = {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
@@ -566,11 +574,11 @@ def test_chart_made_configurations_judge_the_demo_manifests(
         for obj in (cron_job, pod_template):
             refused = dry_run_create(control_plane, enforce_ns, obj)
             assert refused.returncode == 1 and ONLY_IMMUTABLE in refused.stderr, (obj["kind"], refused.stderr)
-        clean_spec = {k: v for k, v in flatcar_pod["spec"].items() if k != "volumes"}
+        clean_spec = {k: v for k, v in acl_pod["spec"].items() if k != "volumes"}
         clean_spec["containers"] = [
             {k: v for k, v in c.items() if k != "volumeMounts"} for c in clean_spec["containers"]
         ]
-        clean = {**flatcar_pod, "metadata": {"name": f"clean-{token}"}, "spec": clean_spec}
+        clean = {**acl_pod, "metadata": {"name": f"clean-{token}"}, "spec": clean_spec}
         assert dry_run_create(control_plane, enforce_ns, clean).returncode == 0
         judged = {r.get("name") for r in process.reviews()}
         assert f"cron-{token}" in judged and f"clean-{token}" not in judged, sorted(n for n in judged if n)
@@ -599,11 +607,11 @@ def test_helm_install_upgrade_rotate_and_uninstall(
     release, release_ns = f"gen-{token}", f"e2e-chart-gen-{token}"
     fullname = f"{release}-immutable-os-webhook"
     secret_name = f"{fullname}-tls"
-    flatcar = unique_pool_name("flatcar")
+    acl = unique_pool_name("acl")
     node_pools(unique_pool_name("general"), 1, os_sku="Ubuntu")
-    node_pools(flatcar, 1, os_sku="Flatcar")
+    node_pools(acl, 1, os_sku="AzureContainerLinux")
     judged_ns = create_namespace(core_v1, f"e2e-chart-judged-{token}", {SCOPE_LABEL: token})
-    probe = demo_pod("log-reader-on-flatcar.yaml")
+    probe = demo_pod("tool-installer-on-acl.yaml")
     # The port is chosen before the release exists: the URL goes into the chart, and the chart puts its
     # host (127.0.0.1) into the generated serving certificate.
     process = WebhookProcess(control_plane, f"gen-{token}", {})

@@ -40,9 +40,9 @@ def test_scan_reports_stored_workloads_and_what_if_pools(
     # Store the objects as they are: a webhook registered by another test must leave them alone.
     core_v1.patch_namespace(namespace, {"metadata": {"labels": {MODE: "off"}}})
     dynamic: dict[str, Any] = {
-        "agent": wrap(tweak(host_path("/var/log")), "DaemonSet"),
-        "net": wrap(tweak(set_field("hostNetwork", True), set_field("nodeSelector", {"agentpool": general})),
-                    "Deployment"),
+        "agent": wrap(tweak(host_path("/usr/local/bin")), "DaemonSet"),
+        "net": wrap(tweak(host_path("/lib/modules"), set_field("nodeSelector", {"agentpool": general})), "Deployment"),
+        "cni": wrap(tweak(set_field("hostNetwork", True), host_path("/opt/cni/bin")), "DaemonSet"),
         "web": wrap(tweak(), "Deployment"),
     }  # fmt: skip
     apps = k8s.AppsV1Api(api_client)
@@ -54,14 +54,14 @@ def test_scan_reports_stored_workloads_and_what_if_pools(
             else apps.create_namespaced_deployment
         )
         create(namespace, obj)
-    pinned = tweak(set_field("hostPID", True), set_field("nodeSelector", {"agentpool": flatcar}))
+    pinned = tweak(host_path("/usr/share/x"), set_field("nodeSelector", {"agentpool": flatcar}))
     pinned["metadata"] = {"name": "pinned", "namespace": namespace}
     core_v1.create_namespaced_pod(namespace, pinned)
     core_v1.patch_namespace(namespace, {"metadata": {"labels": {MODE: "enforce"}}})
 
     code, verdicts = scan(control_plane, namespace)
     assert verdicts == {"DaemonSet/agent": "steered", "Deployment/net": "allowed", "Deployment/web": "allowed",
-                        "Pod/pinned": "denied"}  # fmt: skip
+                        "DaemonSet/cni": "degraded", "Pod/pinned": "denied"}  # fmt: skip
     assert code == 1
     code, what_if = scan(control_plane, namespace, "--assume-immutable", f"{general}=flatcar")
     assert what_if["Deployment/net"] == "denied"

@@ -2,8 +2,11 @@
 
 The session webhook (conftest `webhook`) runs in enforce mode with exemptions for group e2e-breakglass,
 user e2e-exempt-user and namespace e2e-exempt, registered for pods and every workload kind with
-failurePolicy Fail and kube-system excluded. Session pools: general (Ubuntu, 2 nodes), Flatcar (2), Azure
-Linux OS Guard (1). Each test works in its own namespace; waits are bounded polls.
+failurePolicy Fail and kube-system excluded. Session pools: general Ubuntu (2 nodes) and Azure Linux (1),
+Azure Container Linux (2) and Azure Linux OS Guard (1), the last three with `os-sku: AzureLinux` (the OS
+family) as AKS may label them, so os-sku cannot tell them apart. A
+pod that writes /usr/local/bin breaks on both; reading the host, or writing /var/lib, works everywhere.
+Each test works in its own namespace; waits are bounded polls.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ NodePools = Callable[..., list[k8s.V1Node]]
 Result = Any  # subprocess.CompletedProcess[str]
 
 OS_SKU = "kubernetes.azure.com/os-sku"
+REQUESTED = "kubernetes.azure.com/os-sku-requested"
 IMMUTABLE_SKUS = {"Flatcar", "AzureLinuxOSGuard", "AzureContainerLinux"}
 STEERED = "immutable-os.io/steered"
 MODE_LABEL = "immutable-os.io/mode"
 DENIED_BY = f'admission webhook "{VALIDATING_WEBHOOK}" denied the request'
-ONLY_IMMUTABLE = "can only land on immutable-OS nodes"
+ONLY_IMMUTABLE = "breaks on every pool it can land on"
+BREAKS = "/usr/local/bin"  # written by the pods below: /usr is read-only on ACL and OS Guard
+ACL = "Azure Container Linux"
 OUR_WARNING = "Warning: immutable-os: "
 PLAIN_USER = "e2e-plain-user"
 IMAGE = "registry.k8s.io/pause:3.10"
@@ -158,13 +164,17 @@ def required_terms(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def steering_expression(terms: list[dict[str, Any]]) -> dict[str, Any]:
-    """The one os-sku NotIn expression steering added (every term must have exactly one)."""
+    """The one NotIn expression steering added (every term must have exactly one): os-sku-requested, since
+    os-sku holds the family, which general Azure Linux nodes share."""
     found = []
     for term in terms:
         ours = [
-            e for e in term.get("matchExpressions") or [] if e["key"] == OS_SKU and e["operator"] == "NotIn"
+            e
+            for e in term.get("matchExpressions") or []
+            if e["key"] == REQUESTED and e["operator"] == "NotIn"
         ]
-        assert len(ours) == 1, f"term {term} should carry exactly one {OS_SKU} NotIn"
+        assert len(ours) == 1, f"term {term} should carry exactly one {REQUESTED} NotIn"
+        assert not any(e["key"] == OS_SKU for e in term.get("matchExpressions") or [])
         found.append(ours[0])
     assert found, "no nodeSelectorTerms"
     return found[0]
@@ -174,7 +184,7 @@ def general_nodes(core: k8s.CoreV1Api) -> set[str]:
     return {
         n.metadata.name
         for n in core.list_node().items
-        if (n.metadata.labels or {}).get(OS_SKU) not in IMMUTABLE_SKUS
+        if (n.metadata.labels or {}).get(REQUESTED) not in IMMUTABLE_SKUS
     }
 
 
@@ -247,11 +257,11 @@ def impersonation(control_plane: ControlPlane, api_client: k8s.ApiClient, namesp
 # ------------------------------------------------------------------------------ 1. enforce denies, with why
 
 
-def test_enforce_denies_host_path_pod_pinned_to_flatcar(
+def test_enforce_denies_a_pod_writing_usr_pinned_to_acl(
     webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
 ) -> None:
-    flatcar = webhook.pools.flatcar
-    manifest = pod("logs", node_selector={"agentpool": flatcar}, host_path="/var/log")
+    acl = webhook.pools.acl
+    manifest = pod("logs", node_selector={"agentpool": acl}, host_path=BREAKS)
 
     result = kubectl(control_plane, namespace, "create", manifest)
 
@@ -259,9 +269,9 @@ def test_enforce_denies_host_path_pod_pinned_to_flatcar(
     stderr = result.stderr
     assert stderr.startswith("Error from server (Forbidden): error when creating"), stderr
     assert DENIED_BY in stderr
-    assert f"Pod {namespace}/logs needs host access and {ONLY_IMMUTABLE}" in stderr
-    assert f"pool {flatcar}" in stderr and "Flatcar" in stderr
-    assert "spec.volumes[0].hostPath.path" in stderr and "/var/log" in stderr
+    assert f"Pod {namespace}/logs {ONLY_IMMUTABLE}: pool {acl} ({ACL}, 2 nodes)" in stderr
+    assert f"writes {BREAKS}; /usr is read-only (dm-verity) on {ACL}" in stderr
+    assert "spec.volumes[0].hostPath.path" in stderr
     assert "Fix: " in stderr
     assert not exists(core_v1, namespace, "logs")
 
@@ -282,9 +292,9 @@ def test_enforce_denies_host_path_pod_pinned_to_flatcar(
 def test_warn_mode_creates_and_warns(
     webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
 ) -> None:
-    flatcar = webhook.pools.flatcar
+    acl = webhook.pools.acl
     label_namespace(core_v1, namespace, "warn")
-    manifest = pod("logs", node_selector={"agentpool": flatcar}, host_path="/var/log")
+    manifest = pod("logs", node_selector={"agentpool": acl}, host_path=BREAKS)
     wait_for_outcome(control_plane, namespace, manifest, "warned")
 
     result = kubectl(control_plane, namespace, "create", manifest)
@@ -293,10 +303,11 @@ def test_warn_mode_creates_and_warns(
     assert result.stdout.strip() == "pod/logs created"
     warnings = warnings_of(result)
     assert warnings and all(w.startswith(OUR_WARNING) for w in warnings), warnings
-    assert any(ONLY_IMMUTABLE in w and f"pool {flatcar}" in w for w in warnings), warnings
+    assert any(ONLY_IMMUTABLE in w and f"pool {acl}" in w for w in warnings), warnings
     assert any("spec.volumes[0].hostPath.path" in w for w in warnings), warnings
+    assert not any("immutable-os.io/mode" in w or "exemption" in w for w in warnings), "no advice to use warn"
     stored = read_pod(core_v1, namespace, "logs")
-    assert stored["spec"]["nodeSelector"] == {"agentpool": flatcar}
+    assert stored["spec"]["nodeSelector"] == {"agentpool": acl}
     assert "affinity" not in stored["spec"]
     assert STEERED not in (stored["metadata"].get("annotations") or {})
 
@@ -308,9 +319,9 @@ def test_warn_mode_creates_and_warns(
 def test_audit_mode_creates_silently_and_records(
     webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
 ) -> None:
-    flatcar = webhook.pools.flatcar
+    acl = webhook.pools.acl
     label_namespace(core_v1, namespace, "audit")
-    manifest = pod("logs", node_selector={"agentpool": flatcar}, host_path="/var/log")
+    manifest = pod("logs", node_selector={"agentpool": acl}, host_path=BREAKS)
     wait_for_outcome(control_plane, namespace, manifest, "clean")
 
     result = kubectl(control_plane, namespace, "create", manifest)
@@ -321,7 +332,8 @@ def test_audit_mode_creates_silently_and_records(
     assert annotations.get(f"{VALIDATING_WEBHOOK}/decision") == "audited", annotations
     assert annotations.get(f"{VALIDATING_WEBHOOK}/mode") == "audit"
     assert annotations.get(f"{VALIDATING_WEBHOOK}/findings") == "host-path:spec.volumes[0].hostPath.path"
-    assert annotations.get(f"{VALIDATING_WEBHOOK}/lands-on") == f"immutable:{flatcar}"
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/lands-on") == f"immutable:{acl}"
+    assert annotations.get(f"{VALIDATING_WEBHOOK}/would") == "deny"
     # The mutating webhook was called too and changed nothing.
     mutation = json.loads(annotations["mutation.webhook.admission.k8s.io/round_0_index_0"])
     assert mutation == {"configuration": "immutable-os-e2e", "webhook": MUTATING_WEBHOOK, "mutated": False}
@@ -330,22 +342,21 @@ def test_audit_mode_creates_silently_and_records(
 # ------------------------------------------------------------------------- 3. steering, then the scheduler
 
 
-def test_unconstrained_host_pid_pod_is_steered_and_scheduled_on_a_general_node(
+def test_unconstrained_pod_writing_usr_is_steered_and_scheduled_on_a_general_node(
     webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
 ) -> None:
-    result = kubectl(control_plane, namespace, "create", pod("top", host_pid=True))
+    result = kubectl(control_plane, namespace, "create", pod("top", host_path=BREAKS))
 
     assert result.returncode == 0, result.stderr
     warnings = warnings_of(result)
     assert len(warnings) == 1 and warnings[0].startswith(OUR_WARNING), warnings
-    assert "host-pid" in warnings[0] and "steered away" in warnings[0]
-    assert f"pool {webhook.pools.flatcar}" in warnings[0] and f"pool {webhook.pools.osguard}" in warnings[0]
+    assert "host-path" in warnings[0] and "steered away" in warnings[0]
+    assert f"pool {webhook.pools.acl}" in warnings[0] and f"pool {webhook.pools.osguard}" in warnings[0]
 
     stored = read_pod(core_v1, namespace, "top")
     terms = required_terms(stored["spec"])
     assert terms == [{"matchExpressions": [steering_expression(terms)]}]
-    assert {"Flatcar", "AzureLinuxOSGuard"} <= set(terms[0]["matchExpressions"][0]["values"])
-    assert set(terms[0]["matchExpressions"][0]["values"]) <= IMMUTABLE_SKUS
+    assert set(terms[0]["matchExpressions"][0]["values"]) == {"AzureContainerLinux", "AzureLinuxOSGuard"}
     assert STEERED in stored["metadata"]["annotations"]
 
     def bound() -> str | None:
@@ -353,13 +364,13 @@ def test_unconstrained_host_pid_pod_is_steered_and_scheduled_on_a_general_node(
         return node
 
     node = wait_for(bound, timeout=30, message="the scheduler to bind pod top")
-    assert node in webhook.pools.nodes[webhook.pools.general], node
+    assert node in webhook.pools.general_nodes, node
 
 
 # -------------------------------------------------------------------------------- 4. DaemonSet, end to end
 
 
-def test_host_path_daemonset_is_steered_and_runs_only_on_general_nodes(
+def test_daemonset_writing_usr_is_steered_and_runs_only_on_general_nodes(
     webhook: SessionWebhook,
     controller_manager: ControlPlane,
     api_client: k8s.ApiClient,
@@ -367,11 +378,13 @@ def test_host_path_daemonset_is_steered_and_runs_only_on_general_nodes(
     namespace: str,
 ) -> None:
     cp = controller_manager
-    template = pod("agent", host_path="/var/lib/agent")
+    template = pod("agent", host_path=BREAKS)
     result = kubectl(cp, namespace, "apply", workload("DaemonSet", "agent", template))
 
     assert result.returncode == 0, result.stderr
     assert any("steered away" in w for w in warnings_of(result)), result.stderr
+    assert any(f"DaemonSet {namespace}/agent will not run on pool {webhook.pools.acl} (2 nodes)" in w
+               for w in warnings_of(result)), result.stderr  # fmt: skip
     ds = k8s.AppsV1Api(api_client).read_namespaced_daemon_set("agent", namespace, _preload_content=False)
     stored = json.loads(ds.data)
     terms = required_terms(stored["spec"]["template"]["spec"])
@@ -379,7 +392,7 @@ def test_host_path_daemonset_is_steered_and_runs_only_on_general_nodes(
     assert STEERED in stored["spec"]["template"]["metadata"]["annotations"]
 
     expected = general_nodes(core_v1)
-    assert set(webhook.pools.nodes[webhook.pools.general]) <= expected
+    assert webhook.pools.general_nodes <= expected
 
     def placed() -> set[str] | None:
         pods = core_v1.list_namespaced_pod(namespace, label_selector="app=agent").items
@@ -407,17 +420,18 @@ def test_host_path_daemonset_is_steered_and_runs_only_on_general_nodes(
 # ------------------------------------------------------------------ 5. Deployment pinned to OS Guard
 
 
-def test_host_network_deployment_pinned_to_os_guard_is_rejected_at_apply(
+def test_deployment_writing_usr_pinned_to_os_guard_is_rejected_at_apply(
     webhook: SessionWebhook, control_plane: ControlPlane, api_client: k8s.ApiClient, namespace: str
 ) -> None:
-    template = pod("proxy", node_selector={OS_SKU: "AzureLinuxOSGuard"}, host_network=True)
+    pinned = {REQUESTED: "AzureLinuxOSGuard"}
+    template = pod("proxy", node_selector=pinned, host_network=True, host_path=BREAKS)
     result = kubectl(control_plane, namespace, "apply", workload("Deployment", "proxy", template))
 
     assert result.returncode == 1, result
     assert DENIED_BY in result.stderr
-    assert f"Deployment {namespace}/proxy needs host access and {ONLY_IMMUTABLE}" in result.stderr
+    assert f"Deployment {namespace}/proxy {ONLY_IMMUTABLE}" in result.stderr
     assert f"pool {webhook.pools.osguard}" in result.stderr
-    assert "spec.template.spec.hostNetwork" in result.stderr
+    assert "spec.template.spec.volumes[0].hostPath.path" in result.stderr
     with pytest.raises(k8s.ApiException) as raised:
         k8s.AppsV1Api(api_client).read_namespaced_deployment("proxy", namespace)
     assert raised.value.status == 404
@@ -429,7 +443,7 @@ def test_host_network_deployment_pinned_to_os_guard_is_rejected_at_apply(
 def test_namespace_label_switches_the_mode(
     webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
 ) -> None:
-    manifest = pod("sniffer", node_selector={"agentpool": webhook.pools.flatcar}, host_network=True)
+    manifest = pod("sniffer", node_selector={"agentpool": webhook.pools.acl}, host_path=BREAKS)
 
     assert outcome(kubectl(control_plane, namespace, "create", manifest)) == "denied"
 
@@ -457,7 +471,7 @@ def test_namespace_label_switches_the_mode(
 
 def _spec_args(manifest: Mapping[str, Any]) -> dict[str, Any]:
     spec = manifest["spec"]
-    return {"node_selector": spec.get("nodeSelector"), "host_network": spec.get("hostNetwork", False)}
+    return {"node_selector": spec.get("nodeSelector"), "host_path": spec["volumes"][0]["hostPath"]["path"]}
 
 
 def test_exempt_namespace(
@@ -469,7 +483,7 @@ def test_exempt_namespace(
         if exc.status != 409:
             raise
     name = f"debug-{secrets.token_hex(3)}"
-    manifest = pod(name, node_selector={"agentpool": webhook.pools.flatcar}, host_path="/", host_pid=True)
+    manifest = pod(name, node_selector={"agentpool": webhook.pools.acl}, host_path="/", host_pid=True)
     try:
         result = kubectl(control_plane, EXEMPT_NAMESPACE, "create", manifest)
         assert outcome(result) == "clean", result.stderr
@@ -487,10 +501,10 @@ def test_exempt_user_and_group_through_impersonation(
     namespace: str,
     impersonation: None,
 ) -> None:
-    flatcar = webhook.pools.flatcar
+    acl = webhook.pools.acl
 
     def create(name: str, *identity: str) -> Result:
-        manifest = pod(name, node_selector={"agentpool": flatcar}, host_path="/etc")
+        manifest = pod(name, node_selector={"agentpool": acl}, host_path=BREAKS)
         return kubectl(control_plane, namespace, "create", manifest, *identity)
 
     plain = create("plain", f"--as={PLAIN_USER}")
@@ -509,22 +523,22 @@ def test_exempt_user_and_group_through_impersonation(
 # ---------------------------------------------------------------------- 7. kubectl debug node/<flatcar>
 
 
-def test_kubectl_debug_node_is_denied_on_flatcar_unless_break_glass(
+def test_kubectl_debug_node_is_denied_on_acl_unless_break_glass(
     webhook: SessionWebhook,
     control_plane: ControlPlane,
     core_v1: k8s.CoreV1Api,
     namespace: str,
     impersonation: None,
 ) -> None:
-    node = webhook.pools.nodes[webhook.pools.flatcar][0]
+    node = webhook.pools.nodes[webhook.pools.acl][0]
     debug = ("debug", f"node/{node}", "--image=busybox", "-q", "--attach=false", "-n", namespace)
 
     denied = control_plane.kubectl(*debug, f"--as={PLAIN_USER}")
     assert denied.returncode == 1
     assert DENIED_BY in denied.stderr and ONLY_IMMUTABLE in denied.stderr
     assert f"Pod {namespace}/node-debugger-{node}-" in denied.stderr
-    for field in ("spec.hostPID", "spec.hostIPC", "spec.hostNetwork", "spec.volumes[0].hostPath.path"):
-        assert field in denied.stderr
+    assert "spec.volumes[0].hostPath.path" in denied.stderr
+    assert f"mounts / writable, which holds /usr, read-only (dm-verity) on {ACL}" in denied.stderr
     assert "pin it to a general-purpose node" in denied.stderr
     assert core_v1.list_namespaced_pod(namespace).items == []
 
@@ -551,15 +565,15 @@ def test_relabelled_node_flips_allowed_to_denied_without_restart(
 ) -> None:
     pool = unique_pool_name("migrate")
     (node,) = (n.metadata.name for n in node_pools(pool, 1, os_sku="Ubuntu"))
-    first = kubectl(control_plane, namespace, "create", pod("before", node_name=node, host_path="/var/lib/x"))
+    first = kubectl(control_plane, namespace, "create", pod("before", node_name=node, host_path=BREAKS))
     assert outcome(first) == "clean", first.stderr
 
-    core_v1.patch_node(node, {"metadata": {"labels": {OS_SKU: "AzureLinuxOSGuard"}}})
+    core_v1.patch_node(node, {"metadata": {"labels": {REQUESTED: "AzureLinuxOSGuard"}}})
     started = time.monotonic()
-    wait_for_outcome(control_plane, namespace, pod("after", node_name=node, host_path="/var/lib/x"), "denied")
+    wait_for_outcome(control_plane, namespace, pod("after", node_name=node, host_path=BREAKS), "denied")
     assert time.monotonic() - started < 10
 
-    second = kubectl(control_plane, namespace, "create", pod("after", node_name=node, host_path="/var/lib/x"))
+    second = kubectl(control_plane, namespace, "create", pod("after", node_name=node, host_path=BREAKS))
     assert outcome(second) == "denied"
     assert f"pool {pool}" in second.stderr and "OS Guard" in second.stderr
     assert "pin it to a general-purpose node" in second.stderr
@@ -572,14 +586,14 @@ def test_relabelled_node_flips_allowed_to_denied_without_restart(
 def test_server_side_dry_run_gives_the_same_answers_and_stores_nothing(
     webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
 ) -> None:
-    denied_pod = pod("logs", node_selector={"agentpool": webhook.pools.flatcar}, host_path="/var/log")
+    denied_pod = pod("logs", node_selector={"agentpool": webhook.pools.acl}, host_path=BREAKS)
     dry = kubectl(control_plane, namespace, "apply", denied_pod, "--dry-run=server")
     real = kubectl(control_plane, namespace, "apply", denied_pod)
     assert outcome(dry) == outcome(real) == "denied"
     assert dry.stderr == real.stderr
 
     steered = kubectl(
-        control_plane, namespace, "apply", pod("top", host_pid=True), "--dry-run=server", "-o", "yaml"
+        control_plane, namespace, "apply", pod("top", host_path=BREAKS), "--dry-run=server", "-o", "yaml"
     )
     assert steered.returncode == 0, steered.stderr
     assert any("steered away" in w for w in warnings_of(steered))
@@ -590,7 +604,7 @@ def test_server_side_dry_run_gives_the_same_answers_and_stores_nothing(
     assert core_v1.list_namespaced_pod(namespace).items == []
 
     # A real create of the same manifest stores exactly what the dry run showed.
-    kubectl(control_plane, namespace, "apply", pod("top", host_pid=True))
+    kubectl(control_plane, namespace, "apply", pod("top", host_path=BREAKS))
     stored = read_pod(core_v1, namespace, "top")
     assert required_terms(stored["spec"]) == terms
     assert stored["metadata"]["annotations"][STEERED] == shown["metadata"]["annotations"][STEERED]
@@ -641,7 +655,7 @@ def test_webhook_down_fail_and_ignore_policies_and_kube_system(
         register(api_client, configurations)
         # Only the second webhook treats the general pool as immutable: its denial shows it is called.
         probe = pod(
-            "probe", labels=labels, node_selector={"agentpool": webhook.pools.general}, host_path="/x"
+            "probe", labels=labels, node_selector={"agentpool": webhook.pools.general}, host_path=BREAKS
         )
         last: list[Result] = []
 
@@ -656,8 +670,8 @@ def test_webhook_down_fail_and_ignore_policies_and_kube_system(
 
         # kube-system is never sent to the webhook: a pod that would be denied is created.
         result = kubectl(control_plane, "kube-system", "create",
-                         pod(kube_system_pod, labels=labels, node_selector={"agentpool": webhook.pools.flatcar},
-                             host_path="/var/log"))  # fmt: skip
+                         pod(kube_system_pod, labels=labels, node_selector={"agentpool": webhook.pools.acl},
+                             host_path=BREAKS))  # fmt: skip
         assert outcome(result) == "clean", result.stderr
 
         # failurePolicy Fail: an error that names the webhook call failure; nothing stored.
@@ -698,9 +712,9 @@ def test_pods_without_host_access_are_never_touched(
     pools = webhook.pools
     manifests = [pod("anywhere")]
     manifests += [
-        pod(f"on-{p}", node_selector={"agentpool": p}) for p in (pools.general, pools.flatcar, pools.osguard)
+        pod(f"on-{p}", node_selector={"agentpool": p}) for p in (pools.general, pools.acl, pools.osguard)
     ]
-    manifests += [pod("on-flatcar-node", node_name=pools.nodes[pools.flatcar][0])]
+    manifests += [pod("on-acl-node", node_name=pools.nodes[pools.acl][0])]
     manifests += [pod("on-osguard-sku", node_selector={OS_SKU: "AzureLinuxOSGuard"})]
     for manifest in manifests:
         name = manifest["metadata"]["name"]
@@ -717,7 +731,7 @@ def test_pods_without_host_access_are_never_touched(
         )
         assert mutation["mutated"] is False, name
 
-    deployment = workload("Deployment", "web", pod("web", node_selector={"agentpool": pools.flatcar}))
+    deployment = workload("Deployment", "web", pod("web", node_selector={"agentpool": pools.acl}))
     result = kubectl(control_plane, namespace, "create", deployment)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     raw = k8s.AppsV1Api(api_client).read_namespaced_deployment("web", namespace, _preload_content=False)
@@ -766,7 +780,7 @@ def test_every_workload_kind_is_steered_and_denied_like_a_pod(
     kind: str, webhook: SessionWebhook, control_plane: ControlPlane, namespace: str
 ) -> None:
     steered = kubectl(control_plane, namespace, "create",
-                      _template_holder(kind, "agent", pod("x", host_ipc=True)), "--dry-run=server", "-o", "json")  # fmt: skip
+                      _template_holder(kind, "agent", pod("x", host_path=BREAKS)), "--dry-run=server", "-o", "json")  # fmt: skip
     assert steered.returncode == 0, steered.stderr
     assert any("steered away" in w for w in warnings_of(steered)), steered.stderr
     shown = json.loads(steered.stdout)
@@ -778,14 +792,13 @@ def test_every_workload_kind_is_steered_and_denied_like_a_pod(
     assert STEERED in template["metadata"]["annotations"]
 
     pinned = _template_holder(
-        kind, "agent", pod("x", node_selector={"agentpool": webhook.pools.flatcar}, host_ipc=True)
+        kind, "agent", pod("x", node_selector={"agentpool": webhook.pools.acl}, host_path=BREAKS)
     )
     denied = kubectl(control_plane, namespace, "create", pinned, "--dry-run=server")
     assert outcome(denied) == "denied", denied.stderr
-    assert f"{kind} {namespace}/agent needs host access and {ONLY_IMMUTABLE}" in denied.stderr
-    field = (
-        "spec.jobTemplate.spec.template.spec.hostIPC" if kind == "CronJob" else "spec.template.spec.hostIPC"
-    )
+    assert f"{kind} {namespace}/agent {ONLY_IMMUTABLE}" in denied.stderr
+    field = "spec.template.spec.volumes[0].hostPath.path"
+    field = f"spec.jobTemplate.{field}" if kind == "CronJob" else field
     assert field in denied.stderr
 
 
@@ -798,7 +811,7 @@ def test_steered_deployment_stays_steered_through_apply_and_its_pods_land_on_gen
 ) -> None:
     cp = controller_manager
     apps = k8s.AppsV1Api(api_client)
-    general = set(webhook.pools.nodes[webhook.pools.general])
+    general = webhook.pools.general_nodes
 
     def template_of(name: str) -> dict[str, Any]:
         raw = apps.read_namespaced_deployment(name, namespace, _preload_content=False)
@@ -806,7 +819,7 @@ def test_steered_deployment_stays_steered_through_apply_and_its_pods_land_on_gen
         return spec
 
     for name, flags in (("client-side", ()), ("server-side", ("--server-side",))):
-        deployment = workload("Deployment", name, pod(name, host_pid=True))
+        deployment = workload("Deployment", name, pod(name, host_path=BREAKS))
         deployment["spec"]["replicas"] = 2
         # No kubelets, so pods never become available: replace them all at once.
         deployment["spec"]["strategy"] = {"rollingUpdate": {"maxUnavailable": "100%", "maxSurge": 0}}
@@ -835,7 +848,7 @@ def test_steered_deployment_stays_steered_through_apply_and_its_pods_land_on_gen
 def test_ephemeral_debug_container_on_a_pod_without_host_access(
     webhook: SessionWebhook, control_plane: ControlPlane, core_v1: k8s.CoreV1Api, namespace: str
 ) -> None:
-    node = webhook.pools.nodes[webhook.pools.flatcar][0]
+    node = webhook.pools.nodes[webhook.pools.acl][0]
     assert outcome(kubectl(control_plane, namespace, "create", pod("app", node_name=node))) == "clean"
 
     result = control_plane.kubectl(
@@ -857,15 +870,15 @@ def test_warning_quoting_a_host_path_with_a_control_character_reaches_the_user(
     """The apiserver silently drops a warning that holds a control character (net.NewWarningHeader),
     yet accepts such a hostPath: the webhook must escape it."""
     label_namespace(core_v1, namespace, "warn")
-    plain = pod("plain", node_selector={"agentpool": webhook.pools.flatcar}, host_path="/var/log")
+    plain = pod("plain", node_selector={"agentpool": webhook.pools.acl}, host_path="/usr/local/x")
     expected = warnings_of(wait_for_outcome(control_plane, namespace, plain, "warned"))
-    tabbed = pod("tabbed", node_selector={"agentpool": webhook.pools.flatcar}, host_path="/var/log\tx")
+    tabbed = pod("tabbed", node_selector={"agentpool": webhook.pools.acl}, host_path="/usr/local\tx")
 
     result = kubectl(control_plane, namespace, "create", tabbed)
 
     assert result.returncode == 0  # the apiserver accepts the path
     assert len(warnings_of(result)) == len(expected), (expected, warnings_of(result))
-    assert any("/var/log\\tx" in w for w in warnings_of(result)), warnings_of(result)
+    assert any("/usr/local\\tx" in w for w in warnings_of(result)), warnings_of(result)
 
 
 def test_fixing_a_deployment_after_its_pool_turned_immutable_rolls_out(
@@ -885,7 +898,7 @@ def test_fixing_a_deployment_after_its_pool_turned_immutable_rolls_out(
     pool = unique_pool_name("legacy")
     node_pools(pool, 1, os_sku="Ubuntu")
     deployment = workload(
-        "Deployment", "app", pod("app", node_selector={"agentpool": pool}, host_path="/var/lib/app")
+        "Deployment", "app", pod("app", node_selector={"agentpool": pool}, host_path=BREAKS)
     )
     deployment["spec"]["strategy"] = {"type": "Recreate"}
     # Never bound, so that deleted pods go at once (there are no kubelets to finish a graceful delete).
@@ -900,8 +913,10 @@ def test_fixing_a_deployment_after_its_pool_turned_immutable_rolls_out(
     (old,) = wait_for(replica_sets, timeout=30, message="the first ReplicaSet")
     # The pool migrates to OS Guard: the running Deployment is now one the webhook would deny.
     (node,) = (n.metadata.name for n in core_v1.list_node(label_selector=f"agentpool={pool}").items)
-    core_v1.patch_node(node, {"metadata": {"labels": {OS_SKU: "AzureLinuxOSGuard"}}})
-    wait_for_outcome(cp, namespace, pod("probe", node_selector={"agentpool": pool}, host_path="/x"), "denied")
+    core_v1.patch_node(node, {"metadata": {"labels": {REQUESTED: "AzureLinuxOSGuard"}}})
+    wait_for_outcome(
+        cp, namespace, pod("probe", node_selector={"agentpool": pool}, host_path=BREAKS), "denied"
+    )
 
     # The user fixes it: the general pool. The Deployment itself is accepted...
     deployment["spec"]["template"]["spec"]["nodeSelector"] = {"agentpool": webhook.pools.general}
@@ -933,12 +948,13 @@ def test_debug_container_is_judged_on_what_it_adds_to_a_running_pod(
     namespace: str,
     tmp_path: Any,
 ) -> None:
-    """A pod that already has host access on a Flatcar node (admitted in warn mode): a plain debug
-    container adds nothing and is allowed in enforce; one that mounts the hostPath volume writable is not."""
-    node = webhook.pools.nodes[webhook.pools.flatcar][0]
-    label_namespace(core_v1, namespace, "warn")
-    assert outcome(kubectl(control_plane, namespace, "create", pod("app", node_name=node, host_path="/data",
-                                                                   host_pid=True))) == "warned"  # fmt: skip
+    """A pod that reads /usr/share on an ACL node (works): a plain debug container adds nothing and is
+    allowed in enforce; one that mounts the hostPath volume writable breaks there and is not."""
+    node = webhook.pools.nodes[webhook.pools.acl][0]
+    reader = pod("app", node_name=node, host_path="/usr/share/app", host_pid=True)
+    reader["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] = True
+    label_namespace(core_v1, namespace, "warn")  # hostPID degrades: warned, never denied
+    assert outcome(kubectl(control_plane, namespace, "create", reader)) == "warned"
     label_namespace(core_v1, namespace, None)
     debug = ("debug", "pod/app", "-n", namespace, "--image=busybox", "--attach=false", "-q")
     plain = control_plane.kubectl(*debug, "--profile=general")
@@ -947,4 +963,103 @@ def test_debug_container_is_judged_on_what_it_adds_to_a_running_pod(
     custom.write_text(json.dumps({"volumeMounts": [{"name": "host", "mountPath": "/host"}]}))
     writer = control_plane.kubectl(*debug, "--profile=general", f"--custom={custom}")
     assert writer.returncode != 0 and DENIED_BY in writer.stderr, writer
-    assert "writable in debugger" in writer.stderr
+    assert "writes /usr/share/app; /usr is read-only (dm-verity)" in writer.stderr
+
+
+# ------------------------------------------- what actually breaks: node agents by their host contract
+
+
+def _cni_like(name: str) -> dict[str, Any]:
+    """A CNI node agent as Calico or Cilium ship it: host network, installs its plugin into /opt/cni/bin,
+    writes its config into /etc/cni/net.d, reads /lib/modules, tolerates every taint."""
+    template = pod(name, host_network=True)
+    spec = template["spec"]
+    spec["tolerations"] = [{"operator": "Exists"}]
+    spec["volumes"] = [
+        {"name": "cni-bin", "hostPath": {"path": "/opt/cni/bin", "type": "DirectoryOrCreate"}},
+        {"name": "cni-conf", "hostPath": {"path": "/etc/cni/net.d"}},
+        {"name": "modules", "hostPath": {"path": "/lib/modules"}},
+        {"name": "xtables", "hostPath": {"path": "/run/xtables.lock", "type": "FileOrCreate"}},
+    ]
+    spec["containers"][0]["volumeMounts"] = [
+        {"name": "cni-bin", "mountPath": "/host/opt/cni/bin"},
+        {"name": "cni-conf", "mountPath": "/host/etc/cni/net.d"},
+        {"name": "modules", "mountPath": "/lib/modules", "readOnly": True},
+        {"name": "xtables", "mountPath": "/run/xtables.lock"},
+    ]
+    return workload("DaemonSet", name, template)
+
+
+def test_a_cni_like_daemonset_is_admitted_untouched_and_runs_on_the_immutable_pools(
+    webhook: SessionWebhook,
+    controller_manager: ControlPlane,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    namespace: str,
+) -> None:
+    cp = controller_manager
+    result = kubectl(cp, namespace, "apply", _cni_like("cni"))
+
+    assert result.returncode == 0, result.stderr
+    warnings = warnings_of(result)
+    # It degrades (host network everywhere; on OS Guard, IPE flags the binaries it drops), never breaks.
+    assert warnings and warnings[0].startswith(f"{OUR_WARNING}degrades on "), warnings
+    assert not any("steered" in w for w in warnings), warnings
+    raw = k8s.AppsV1Api(api_client).read_namespaced_daemon_set("cni", namespace, _preload_content=False)
+    template = json.loads(raw.data)["spec"]["template"]
+    assert "affinity" not in template["spec"] and STEERED not in (
+        template["metadata"].get("annotations") or {}
+    )
+    annotations = audit_annotations(cp, namespace, "cni")
+    assert json.loads(annotations["mutation.webhook.admission.k8s.io/round_0_index_0"])["mutated"] is False
+
+    immutable = {*webhook.pools.nodes[webhook.pools.acl], *webhook.pools.nodes[webhook.pools.osguard]}
+
+    def on_immutable_nodes() -> set[str] | None:
+        pods = core_v1.list_namespaced_pod(namespace, label_selector="app=cni").items
+        nodes = {p.spec.node_name for p in pods if p.spec.node_name}
+        return nodes if immutable <= nodes else None
+
+    wait_for(
+        on_immutable_nodes,
+        timeout=60,
+        message=lambda: f"cni pods on every ACL and OS Guard node {sorted(immutable)}",
+    )
+    failed = [e.message for e in core_v1.list_namespaced_event(namespace).items if e.reason == "FailedCreate"]
+    assert not failed
+
+
+@pytest.mark.parametrize("mode", ["warn", "audit"])
+def test_warn_and_audit_admit_a_daemonset_writing_usr_unchanged(
+    mode: str, webhook: SessionWebhook, control_plane: ControlPlane, api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api, namespace: str,
+) -> None:  # fmt: skip
+    label_namespace(core_v1, namespace, mode)
+    template = pod("agent", host_path=BREAKS)
+    template["spec"]["tolerations"] = [{"operator": "Exists"}]
+    daemon_set = workload("DaemonSet", "agent", template)
+    probe = {**daemon_set, "metadata": {"name": "probe"}}
+    wait_for_outcome(control_plane, namespace, probe, "warned" if mode == "warn" else "clean")
+
+    result = kubectl(control_plane, namespace, "apply", daemon_set)
+
+    assert result.returncode == 0, result.stderr
+    raw = k8s.AppsV1Api(api_client).read_namespaced_daemon_set("agent", namespace, _preload_content=False)
+    stored = json.loads(raw.data)["spec"]["template"]
+    assert "affinity" not in stored["spec"], "warn and audit never change an object"
+    assert STEERED not in (stored["metadata"].get("annotations") or {})
+    events = [e for e in control_plane.audit_events() if e.get("stage") == "ResponseComplete"
+              and e.get("objectRef", {}).get("resource") == "daemonsets" and e.get("objectRef", {}).get("name") == "agent"
+              and e.get("objectRef", {}).get("namespace") == namespace]  # fmt: skip
+    annotations = {k: v for _, k, v in iter_audit_annotations(events)}
+    keys = [k for k in annotations if k.endswith("/would")]
+    assert keys and annotations[keys[0]] == "steer", annotations
+    if mode == "warn":
+        warnings = warnings_of(result)
+        assert any(
+            w.startswith(f"{OUR_WARNING}would steer away from pool {webhook.pools.acl}") for w in warnings
+        ), warnings
+        assert any(f"DaemonSet {namespace}/agent will not run on" in w for w in warnings), warnings
+    else:
+        assert result.stderr == "", result.stderr
+        assert annotations[f"{VALIDATING_WEBHOOK}/decision"] == "audited", annotations

@@ -350,13 +350,19 @@ def pool_nodes(core: k8s.CoreV1Api, pool: str) -> list[str]:
 
 @dataclass(frozen=True)
 class SessionPools:
-    """The session's node pools: general-purpose (Ubuntu, 2 nodes), Flatcar (2), Azure Linux OS Guard (1).
-    Node names per pool, sorted."""
+    """The session's node pools: general-purpose Ubuntu (2 nodes) and Azure Linux (1), Azure Container
+    Linux (2), Azure Linux OS Guard (1), the last three with `os-sku: AzureLinux` (the OS family). Node
+    names per pool, sorted."""
 
     general: str
-    flatcar: str
+    azlinux: str
+    acl: str
     osguard: str
     nodes: dict[str, list[str]]
+
+    @property
+    def general_nodes(self) -> set[str]:
+        return {*self.nodes[self.general], *self.nodes[self.azlinux]}
 
 
 @dataclass(frozen=True)
@@ -383,15 +389,15 @@ def _probe_pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def wait_until_webhook_answers(core: k8s.CoreV1Api, namespace: str, flatcar_pool: str, *,
+def wait_until_webhook_answers(core: k8s.CoreV1Api, namespace: str, immutable_pool: str, *,
                                timeout: float = 30.0) -> None:  # fmt: skip
-    """Poll server-side dry-run creates until the apiserver calls both webhooks: a hostPath pod pinned to
-    the Flatcar pool is denied with our message, and an unconstrained hostPID pod comes back steered."""
-    denied = _probe_pod("e2e-probe-denied", {
-        "nodeSelector": {"agentpool": flatcar_pool},
-        "volumes": [{"name": "host", "hostPath": {"path": "/var/lib/probe"}}],
-    })  # fmt: skip
-    steered = _probe_pod("e2e-probe-steered", {"hostPID": True})
+    """Poll server-side dry-run creates until the apiserver calls both webhooks: a pod writing /usr pinned
+    to an immutable pool is denied with our message, and the same pod unconstrained comes back steered."""
+    writes_usr = {"volumes": [{"name": "host", "hostPath": {"path": "/usr/local/bin"}}]}
+    denied = _probe_pod("e2e-probe-denied", {"nodeSelector": {"agentpool": immutable_pool}, **writes_usr})
+    steered = _probe_pod("e2e-probe-steered", writes_usr)
+    for probe in (denied, steered):
+        probe["spec"]["containers"][0]["volumeMounts"] = [{"name": "host", "mountPath": "/host"}]
 
     def validating() -> bool:
         try:

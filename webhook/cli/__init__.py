@@ -20,7 +20,7 @@ import kubernetes.client
 
 from webhook import __version__
 from webhook.adapters import certs, cluster, listing, tls
-from webhook.adapters.files import Document, load_config, load_namespace_labels, load_nodes, read_documents
+from webhook.adapters.files import load_config, load_namespace_labels, load_nodes, read_documents
 from webhook.adapters.http.app import create_app
 from webhook.adapters.http.connections import ConnectionLimits
 from webhook.adapters.http.inventory import InventoryState
@@ -28,9 +28,9 @@ from webhook.adapters.http.serve import DRAIN_SECONDS, ServeOptions, serve
 from webhook.adapters.http.service import AdmissionService
 from webhook.adapters.http.sources import ClusterSource, InventorySource, StaticSource
 from webhook.core import report
-from webhook.core.admission import Decision, Request, decide
+from webhook.core.admission import decide
 from webhook.core.config import Mode
-from webhook.core.placement import Constraints, Inventory, Node, place
+from webhook.core.placement import Inventory, Node
 from webhook.core.workloads import pod_spec_view
 from webhook.errors import ConfigError, WebhookError
 
@@ -51,36 +51,20 @@ def _check_parser(sub: Any) -> None:
     p.set_defaults(run=run_check)
 
 
-def _result(doc: Document, request: Request, decision: Decision, inventory: Inventory) -> dict[str, Any]:
-    placement = decision.placement or place(Constraints.of(pod_spec_view(doc.obj)), inventory)
-    result: dict[str, Any] = {
-        "source": doc.label,
-        "kind": request.kind,
-        "namespace": request.namespace,
-        "name": request.name,
-        "decision": "allowed" if decision.allowed else "denied",
-        "outcome": decision.validated.outcome.value
-        if not decision.mutated.steered
-        else decision.mutated.outcome.value,
-        "steered": decision.mutated.steered,
-        "patch": list(decision.mutated.patch),
-        "warnings": list(decision.warnings),
-        "findings": [{"check": f.check, "field": f.field, "message": f.detail} for f in decision.findings],
-        "landsOn": placement.class_names,
-    }
-    if not decision.allowed:
-        result["message"] = decision.validated.message
-    return result
-
-
 def _text(result: dict[str, Any]) -> str:
     name = f"{result['kind']} {result['namespace']}/{result['name']}"
-    head = ("STEERED" if result["steered"] else result["decision"].upper()).ljust(8)
-    lines = [f"{head}{name}  [{result['outcome']}; lands on: {', '.join(result['landsOn']) or '-'}]"]
+    head = result["verdict"].upper().ljust(9)
+    where = [f"lands on: {', '.join(result['landsOn']) or '-'}"]
+    where += [f"breaks on: {', '.join(result['breaksOn'])}"] if result["breaksOn"] else []
+    where += [f"degrades on: {', '.join(result['degradedOn'])}"] if result["degradedOn"] else []
+    lines = [f"{head}{name}  [{'; '.join(where)}]"]
     lines += [f"    {f['check']}: {f['field']}: {f['message']}" for f in result["findings"]]
     if result.get("message"):
         lines.append(f"    denied: {result['message']}")
     lines += [f"    warning: {w}" for w in result["warnings"]]
+    coverage = result.get("coverage")
+    if coverage:
+        lines.append(f"    coverage: {coverage['nodesAfter']} of {coverage['nodes']} nodes")
     if result["patch"]:
         lines.append(f"    patch: {json.dumps(result['patch'])}")
     return "\n".join(lines)
@@ -94,33 +78,24 @@ def run_check(args: argparse.Namespace) -> int:
     namespaces = load_namespace_labels(args.namespace_labels)
     results = []
     for n, doc in enumerate(read_documents(args.paths)):
-        meta = doc.obj.get("metadata") or {}
-        namespace = str(meta.get("namespace") or args.namespace)
-        request = Request(
-            uid=f"check-{n}",
-            operation="CREATE",
-            kind=str(doc.obj.get("kind") or ""),
-            sub_resource="",
-            namespace=namespace,
-            name=str(meta.get("name") or meta.get("generateName") or ""),
-            username=args.user,
-            groups=frozenset(args.group),
-            dry_run=True,
-            object=doc.obj,
-        )
+        request = report.request_for(doc.obj, namespace=args.namespace, uid=f"check-{n}", username=args.user,
+                                     groups=frozenset(args.group))  # fmt: skip
         try:
             pod_spec_view(doc.obj)  # unknown kinds and missing pod specs are bad input here
             decision = decide(
-                request, config=config, inventory=inventory, namespace_labels=namespaces.get(namespace, {})
+                request,
+                config=config,
+                inventory=inventory,
+                namespace_labels=namespaces.get(request.namespace, {}),
             )
         except WebhookError as err:
             raise type(err)(err.message, field=f"{doc.label}: {err.field}", fix=err.fix) from err
-        results.append(_result(doc, request, decision, inventory))
+        results.append(report.row(doc.obj, decision, doc.label).to_json())
     if args.output == "json":
         print(json.dumps({"results": results}, indent=2))
     else:
         print("\n".join(_text(r) for r in results))
-    return EXIT_DENIED if any(r["decision"] == "denied" for r in results) else EXIT_ALLOWED
+    return EXIT_DENIED if any(r["verdict"] == "denied" for r in results) else EXIT_ALLOWED
 
 
 def _serve_parser(sub: Any) -> None:

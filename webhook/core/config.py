@@ -11,16 +11,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from webhook.core.contracts import Access, CodeIntegrity, Effect, HostContract, Tree
+from webhook.core.profiles import (
+    BUILTIN_PROFILES,
+    GENERIC_CONTRACT,
+    GENERIC_DISPLAY_NAME,
+    PREFIX,
+    PROFILE_LABEL,
+    Profile,
+)
 from webhook.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
-PREFIX = "immutable-os.io"
 NAMESPACE_MODE_LABEL = f"{PREFIX}/mode"
-PROFILE_LABEL = f"{PREFIX}/profile"
 STEERED_ANNOTATION = f"{PREFIX}/steered"
-AKS_OS_SKU = "kubernetes.azure.com/os-sku"
-AKS_IMAGE_VERSION = "kubernetes.azure.com/node-image-version"
 
 
 class Mode(enum.Enum):
@@ -44,8 +49,36 @@ class SteeringStrategy(enum.Enum):
     NODE_SELECTOR = "nodeSelector"
 
 
+class DaemonSetPolicy(enum.Enum):
+    """What enforce does with a DaemonSet (or its pod) that breaks on some of the pools it covers."""
+
+    STEER = "steer"  # keep it off those pools: they lose the agent
+    DENY = "deny"  # refuse it: the operator fixes the manifest first
+    WARN = "warn"  # admit it unchanged with a warning: its pods fail on those pools
+
+
 CHECK_IDS = ("host-path", "host-pid", "host-ipc", "host-network", "privileged")
 DEFAULT_DISABLED_CHECKS = frozenset({"privileged"})
+
+# The config file's versioned identity, as Pod Security Admission's configuration has one. A file without
+# apiVersion and kind (written before they existed) is read as this version.
+CONFIG_API_VERSION = f"config.{PREFIX}/v1alpha1"
+CONFIG_KIND = "ImmutableOSWebhookConfiguration"
+
+# The keys of each section: the validator below and the chart's JSON Schema (config_schema.py) read these.
+TOP_KEYS = ("apiVersion", "kind", "mode", "checks", "allowedHostPaths", "profiles", "immutableNodeSelectors",
+            "steering", "exemptions", "onInternalError", "maxInventoryStalenessSeconds")  # fmt: skip
+CHECK_KEYS = ("enabled", "severity")
+HOST_PATH_KEYS = ("pathPrefix", "readOnly")
+PROFILE_KEYS = ("enabled", "displayName", "labels", "labelPrefixes", "osImagePrefixes", "kernelSuffixes",
+                "hostContract")  # fmt: skip
+CONTRACT_TREE_KEYS = ("readOnly", "writable", "volatile", "noexec", "uncertain")
+CONTRACT_KEYS = (*CONTRACT_TREE_KEYS, "codeIntegrity", "hostNamespaces", "privileged")
+SELECTOR_KEYS = ("name", "matchLabels", "matchExpressions", "profile")
+REQUIREMENT_KEYS = ("key", "operator", "values")
+STEERING_KEYS = ("enabled", "strategy", "nodeSelector", "daemonSets")
+EXEMPTION_KEYS = ("namespaces", "usernames", "groups", "runtimeClasses")
+INTERNAL_ERROR_STANCES = ("allow", "deny")
 
 
 @dataclass(frozen=True)
@@ -77,59 +110,6 @@ def _normalise_path(path: str) -> str:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """Evidence on a Node object that it runs one immutable OS; any single piece is enough.
-
-    `labels` are exact values (these are also what steering excludes with NotIn); the prefix and
-    osImage evidence classify nodes but cannot be expressed in a node selector.
-    """
-
-    name: str
-    display_name: str
-    labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    label_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    os_image_prefixes: tuple[str, ...] = ()
-    kernel_suffixes: tuple[str, ...] = ()
-    enabled: bool = True
-
-
-# The one table of evidence. AKS label values follow Microsoft's documented `--os-sku` names; values not
-# confirmed from a live node dump are marked so in docs/profiles.md and are overridable via `profiles`.
-BUILTIN_PROFILES: tuple[Profile, ...] = (
-    Profile(
-        "azure-linux-osguard",
-        "Azure Linux OS Guard",
-        labels={AKS_OS_SKU: ("AzureLinuxOSGuard",)},
-        label_prefixes={AKS_IMAGE_VERSION: ("AKSAzureLinux-OSGuard",)},
-        # osImage is the same as plain Azure Linux: labels are the only evidence.
-    ),
-    Profile(
-        "flatcar",
-        "Flatcar Container Linux",
-        labels={AKS_OS_SKU: ("Flatcar",)},
-        label_prefixes={AKS_IMAGE_VERSION: ("AKSFlatcar-",)},
-        os_image_prefixes=("Flatcar Container Linux",),
-        kernel_suffixes=("-flatcar",),
-    ),
-    Profile(
-        "azure-container-linux",
-        "Azure Container Linux",
-        labels={AKS_OS_SKU: ("AzureContainerLinux",)},
-        os_image_prefixes=("Microsoft Azure Container Linux",),
-    ),
-    Profile("bottlerocket", "Bottlerocket", os_image_prefixes=("Bottlerocket OS",)),
-    Profile("talos", "Talos Linux", os_image_prefixes=("Talos (",)),
-    Profile("fedora-coreos", "Fedora CoreOS", os_image_prefixes=("Fedora CoreOS",)),
-    Profile(
-        "container-optimized-os",
-        "Container-Optimized OS",
-        labels={"cloud.google.com/gke-os-distribution": ("cos",)},
-        os_image_prefixes=("Container-Optimized OS",),
-    ),
-)
-
-
-@dataclass(frozen=True)
 class SelectorRequirement:
     """One node-selector requirement, as in `matchExpressions` (In, NotIn, Exists, DoesNotExist, Gt, Lt)."""
 
@@ -149,10 +129,12 @@ SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
 
 @dataclass(frozen=True)
 class NodeLabelSelector:
-    """A user's way to mark pools immutable: nodes matching every requirement are immutable."""
+    """A user's way to mark pools immutable: nodes matching every requirement are immutable. `profile`
+    names the profile whose host contract applies to them (else only /usr is known read-only)."""
 
     name: str
     requirements: tuple[SelectorRequirement, ...]
+    profile: str = ""
 
 
 DEFAULT_SELECTORS = (NodeLabelSelector(PROFILE_LABEL, (SelectorRequirement(PROFILE_LABEL, "Exists"),)),)
@@ -163,6 +145,7 @@ class Steering:
     enabled: bool = True
     strategy: SteeringStrategy = SteeringStrategy.AFFINITY
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    daemon_sets: DaemonSetPolicy = DaemonSetPolicy.STEER
 
 
 @dataclass(frozen=True)
@@ -198,6 +181,18 @@ class Config:
     def check_settings(self, check_id: str) -> CheckSettings:
         return self.checks.get(check_id, CheckSettings(enabled=False))
 
+    def profile(self, name: str) -> Profile | None:
+        """The enabled profile called `name` (the marker label's value names one), if any."""
+        return next((p for p in self.enabled_profiles if p.name == name), None)
+
+    def contract_of(self, profile_name: str) -> tuple[HostContract, str]:
+        """The host contract and OS display name for a classification's profile name; an unknown name
+        (a selector without a profile, a marker value we don't know) gets the generic contract."""
+        profile = self.profile(profile_name)
+        if profile is None:
+            return GENERIC_CONTRACT, GENERIC_DISPLAY_NAME
+        return profile.contract, profile.display_name
+
     def with_mode(self, mode: Mode) -> Config:
         return replace(self, mode=mode)
 
@@ -207,21 +202,20 @@ class Config:
         if data is None:
             return cls()
         reader = _Reader(data, "")
-        reader.allow_only(
-            "mode", "checks", "allowedHostPaths", "profiles", "immutableNodeSelectors", "steering",
-            "exemptions", "onInternalError", "maxInventoryStalenessSeconds",
-        )  # fmt: skip
+        reader.allow_only(*TOP_KEYS)
+        _version(reader)
         default = cls()
+        profiles = _profiles(reader.get("profiles", {}))
         return cls(
             mode=_enum(Mode, reader.get("mode", "enforce"), "mode"),
             checks=_checks(reader.get("checks", {})),
             allowed_host_paths=_host_paths(reader.get("allowedHostPaths", [])),
-            profiles=_profiles(reader.get("profiles", {})),
-            immutable_node_selectors=_selectors(reader.get("immutableNodeSelectors", None)),
+            profiles=profiles,
+            immutable_node_selectors=_selectors(reader.get("immutableNodeSelectors", None), profiles),
             steering=_steering(reader.get("steering", {})),
             exemptions=_exemptions(reader.get("exemptions", {})),
             allow_on_internal_error=_enum_value(
-                reader.get("onInternalError", "allow"), ("allow", "deny"), "onInternalError"
+                reader.get("onInternalError", "allow"), INTERNAL_ERROR_STANCES, "onInternalError"
             )
             == "allow",
             max_inventory_staleness_seconds=_positive_number(
@@ -229,6 +223,16 @@ class Config:
                 "maxInventoryStalenessSeconds",
             ),
         )
+
+
+def _version(reader: _Reader) -> None:
+    api_version = reader.get("apiVersion", CONFIG_API_VERSION)
+    kind = reader.get("kind", CONFIG_KIND)
+    if api_version != CONFIG_API_VERSION:
+        raise ConfigError(f"unknown apiVersion {api_version!r}", field="apiVersion",
+                          fix=f"this webhook reads apiVersion: {CONFIG_API_VERSION}")  # fmt: skip
+    if kind != CONFIG_KIND:
+        raise ConfigError(f"unknown kind {kind!r}", field="kind", fix=f"use kind: {CONFIG_KIND}")
 
 
 class _Reader:
@@ -307,7 +311,7 @@ def _checks(value: Any) -> dict[str, CheckSettings]:
             result[check_id] = CheckSettings(enabled=raw)
             continue
         item = _Reader(raw, where)
-        item.allow_only("enabled", "severity")
+        item.allow_only(*CHECK_KEYS)
         result[check_id] = CheckSettings(
             enabled=_bool(item.get("enabled", True), item.path("enabled")),
             severity=_enum(Severity, item.get("severity", "error"), item.path("severity")),
@@ -321,7 +325,7 @@ def _host_paths(value: Any) -> tuple[HostPathRule, ...]:
     rules = []
     for i, raw in enumerate(value):
         item = _Reader(raw, f"allowedHostPaths[{i}]")
-        item.allow_only("pathPrefix", "readOnly")
+        item.allow_only(*HOST_PATH_KEYS)
         prefix = _string(item.get("pathPrefix", None), item.path("pathPrefix"))
         if not prefix.startswith("/"):
             raise ConfigError(
@@ -334,6 +338,51 @@ def _host_paths(value: Any) -> tuple[HostPathRule, ...]:
 def _string_lists(value: Any, where: str) -> dict[str, tuple[str, ...]]:
     reader = _Reader(value, where)
     return {str(k): _strings(v, reader.path(str(k))) for k, v in reader.data.items()}
+
+
+_CONTRACT_TREE_ACCESS = {
+    "readOnly": Access.READ_ONLY,
+    "writable": Access.WRITABLE,
+    "volatile": Access.WRITABLE,
+    "noexec": Access.WRITABLE,
+    "uncertain": Access.UNCERTAIN,
+}
+_EFFECTS = tuple(e.value for e in Effect)
+
+
+def _contract(value: Any, where: str, base: HostContract) -> HostContract:
+    """`hostContract` overrides: each listed path takes the state of the list naming it (a path in both
+    `volatile` and `noexec` is both); paths not listed keep the built-in state."""
+    item = _Reader(value, where)
+    item.allow_only(*CONTRACT_KEYS)
+    listed: dict[str, dict[str, Any]] = {}
+    for key, access in _CONTRACT_TREE_ACCESS.items():
+        for i, path in enumerate(_strings(item.get(key, []), item.path(key))):
+            if not path.startswith("/"):
+                raise ConfigError(
+                    f"{path!r} is not absolute", field=f"{item.path(key)}[{i}]", fix="start it with /"
+                )
+            entry = listed.setdefault(path, {"access": access, "volatile": False, "noexec": False})
+            if entry["access"] is not access:
+                raise ConfigError(
+                    f"{path} is listed as both {entry['access'].value} and {access.value}",
+                    field=item.path(key),
+                    fix="list each path under one state (writable, volatile and noexec may combine)",
+                )
+            if key in ("volatile", "noexec"):
+                entry[key] = True
+    trees = [Tree(path, e["access"], volatile=e["volatile"], noexec=e["noexec"], note="configured")
+             for path, e in listed.items()]  # fmt: skip
+    contract = base.with_trees(trees)
+    return replace(
+        contract,
+        code_integrity=_enum(CodeIntegrity, item.get("codeIntegrity", base.code_integrity.value),
+                             item.path("codeIntegrity")),
+        host_namespaces=Effect(_enum_value(item.get("hostNamespaces", base.host_namespaces.value), _EFFECTS,
+                                           item.path("hostNamespaces"))),
+        privileged=Effect(_enum_value(item.get("privileged", base.privileged.value), _EFFECTS,
+                                      item.path("privileged"))),
+    )  # fmt: skip
 
 
 def _profiles(value: Any) -> tuple[Profile, ...]:
@@ -350,10 +399,8 @@ def _profiles(value: Any) -> tuple[Profile, ...]:
             by_name[name] = replace(by_name[name], enabled=raw)
             continue
         item = _Reader(raw, where)
-        item.allow_only(
-            "enabled", "displayName", "labels", "labelPrefixes", "osImagePrefixes", "kernelSuffixes"
-        )
-        base = by_name.get(name, Profile(str(name), str(name)))
+        item.allow_only(*PROFILE_KEYS)
+        base = by_name.get(name, Profile(str(name), str(name), GENERIC_CONTRACT))
         labels = dict(base.labels)
         labels.update(_string_lists(item.get("labels", {}), item.path("labels")))
         prefixes = dict(base.label_prefixes)
@@ -362,6 +409,7 @@ def _profiles(value: Any) -> tuple[Profile, ...]:
             base,
             enabled=_bool(item.get("enabled", True), item.path("enabled")),
             display_name=_string(item.get("displayName", base.display_name), item.path("displayName")),
+            contract=_contract(item.get("hostContract", {}), item.path("hostContract"), base.contract),
             labels=labels,
             label_prefixes=prefixes,
             os_image_prefixes=base.os_image_prefixes
@@ -369,9 +417,7 @@ def _profiles(value: Any) -> tuple[Profile, ...]:
             kernel_suffixes=base.kernel_suffixes
             + _strings(item.get("kernelSuffixes", []), item.path("kernelSuffixes")),
         )
-        if name not in by_name and not (
-            profile.labels or profile.label_prefixes or profile.os_image_prefixes or profile.kernel_suffixes
-        ):
+        if name not in by_name and not profile.has_evidence:
             raise ConfigError(
                 "a custom profile needs evidence", field=where, fix="give labels, osImagePrefixes or both"
             )
@@ -381,7 +427,7 @@ def _profiles(value: Any) -> tuple[Profile, ...]:
 
 def parse_requirement(raw: Any, where: str) -> SelectorRequirement:
     item = _Reader(raw, where)
-    item.allow_only("key", "operator", "values")
+    item.allow_only(*REQUIREMENT_KEYS)
     key = _string(item.get("key", None), item.path("key"))
     operator = _enum_value(item.get("operator", None), SELECTOR_OPERATORS, item.path("operator"))
     values = _strings(item.get("values", []), item.path("values"))
@@ -394,7 +440,7 @@ def parse_requirement(raw: Any, where: str) -> SelectorRequirement:
     return SelectorRequirement(key, operator, values)
 
 
-def _selectors(value: Any) -> tuple[NodeLabelSelector, ...]:
+def _selectors(value: Any, profiles: tuple[Profile, ...]) -> tuple[NodeLabelSelector, ...]:
     if value is None:
         return DEFAULT_SELECTORS
     if not isinstance(value, list):
@@ -405,7 +451,7 @@ def _selectors(value: Any) -> tuple[NodeLabelSelector, ...]:
     for i, raw in enumerate(value):
         where = f"immutableNodeSelectors[{i}]"
         item = _Reader(raw, where)
-        item.allow_only("name", "matchLabels", "matchExpressions")
+        item.allow_only(*SELECTOR_KEYS)
         requirements = [
             SelectorRequirement(k, "In", (v,))
             for k, v in (
@@ -427,13 +473,21 @@ def _selectors(value: Any) -> tuple[NodeLabelSelector, ...]:
             )
         default_name = ",".join(f"{r.key} {r.operator} {'|'.join(r.values)}".strip() for r in requirements)
         name = _string(item.get("name", default_name), item.path("name"))
-        selectors.append(NodeLabelSelector(name, tuple(requirements)))
+        profile = item.get("profile", "")
+        if profile != "":
+            profile = _string(profile, item.path("profile"))
+            if profile not in {p.name for p in profiles}:
+                known = ", ".join(sorted(p.name for p in profiles))
+                raise ConfigError(
+                    f"unknown profile {profile!r}", field=item.path("profile"), fix=f"one of: {known}"
+                )
+        selectors.append(NodeLabelSelector(name, tuple(requirements), profile))
     return tuple(selectors)
 
 
 def _steering(value: Any) -> Steering:
     reader = _Reader(value, "steering")
-    reader.allow_only("enabled", "strategy", "nodeSelector")
+    reader.allow_only(*STEERING_KEYS)
     strategy = _enum(SteeringStrategy, reader.get("strategy", "affinity"), reader.path("strategy"))
     selector_reader = _Reader(reader.get("nodeSelector", {}), reader.path("nodeSelector"))
     node_selector = {
@@ -443,14 +497,20 @@ def _steering(value: Any) -> Steering:
         raise ConfigError(
             "strategy nodeSelector needs labels of a general pool",
             field="steering.nodeSelector",
-            fix="e.g. {kubernetes.azure.com/os-sku: AzureLinux}",
+            # A pool's own name: os-sku values can be shared by general and immutable pools on AKS.
+            fix="e.g. {kubernetes.azure.com/agentpool: system}",
         )
-    return Steering(_bool(reader.get("enabled", True), reader.path("enabled")), strategy, node_selector)
+    return Steering(
+        _bool(reader.get("enabled", True), reader.path("enabled")),
+        strategy,
+        node_selector,
+        _enum(DaemonSetPolicy, reader.get("daemonSets", "steer"), reader.path("daemonSets")),
+    )
 
 
 def _exemptions(value: Any) -> Exemptions:
     reader = _Reader(value, "exemptions")
-    reader.allow_only("namespaces", "usernames", "groups", "runtimeClasses")
+    reader.allow_only(*EXEMPTION_KEYS)
 
     def names(key: str) -> frozenset[str]:
         return frozenset(_strings(reader.get(key, []), reader.path(key)))

@@ -1,7 +1,8 @@
-"""Steering: JSONPatch that keeps a pod spec off immutable pools while keeping the user's constraints.
+"""Steering: JSONPatch that keeps a pod spec off the pools it breaks on while keeping the user's constraints.
 
-Affinity strategy: append the exclusions (`os-sku NotIn [...]`, `immutable-os.io/profile DoesNotExist`)
-to every nodeSelectorTerm, since terms are ORed and expressions ANDed; add a term if there is none.
+Affinity strategy: append the exclusions (e.g. `immutable-os.io/profile NotIn [azure-container-linux]`,
+chosen by placement/exclusion.py) to every nodeSelectorTerm, since terms are ORed and expressions ANDed;
+add a term if there is none.
 nodeSelector strategy: set the configured labels of a general pool. Patches point into the object
 actually reviewed (under spec.template for a Deployment) and only add, so they apply to it as computed.
 """
@@ -15,10 +16,9 @@ from typing import Any
 from webhook.core.api import AddOp, JsonPatchOp, pointer
 from webhook.core.config import STEERED_ANNOTATION, Config, SelectorRequirement, SteeringStrategy
 from webhook.core.placement.analysis import REQUIRED_AFFINITY
-from webhook.core.placement.exclusion import exclusions
 from webhook.core.workloads import PodSpecView
 
-__all__ = ["SteeringPlan", "SteeringRefusal", "apply_patch", "exclusions", "steer_away_from"]
+__all__ = ["SteeringPlan", "SteeringRefusal", "apply_patch", "steer_away_from"]
 
 
 def _term_excludes(expressions: Sequence[Any], req: SelectorRequirement) -> bool:
@@ -39,6 +39,7 @@ class SteeringPlan:
 
     patch: tuple[JsonPatchOp, ...]
     steered_object: Mapping[str, Any]
+    steered_from: str = ""  # the OSes it is steered away from, as the annotation records them
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,13 @@ def _annotation_ops(pod: PodSpecView, value: str) -> list[JsonPatchOp]:
 def steer_away_from(
     obj: Mapping[str, Any],
     pod: PodSpecView,
-    profiles: Sequence[str],
+    requirements: Sequence[SelectorRequirement],
+    steered_from: str,
     config: Config,
-    label_keys: frozenset[str] | None = None,
-    *,
-    excluded: tuple[SelectorRequirement, ...] | None = None,
 ) -> SteeringPlan | SteeringRefusal:
-    """Patch `obj` (the reviewed object holding `pod`) so its pods avoid immutable pools."""
+    """Patch `obj` (the reviewed object holding `pod`) so its pods meet `requirements` (affinity
+    strategy) or carry the configured general-pool labels (nodeSelector strategy); the annotation
+    records `steered_from`, the OSes it was steered away from."""
     base = (*pod.template_path, "spec")
     ops: list[JsonPatchOp]
     if config.steering.strategy is SteeringStrategy.NODE_SELECTOR:
@@ -131,14 +132,13 @@ def steer_away_from(
             return result
         ops = result
     else:
-        excl = exclusions(config, label_keys) if excluded is None else excluded
-        if not excl:
-            return SteeringRefusal("no enabled profile or selector has label evidence to exclude")
-        ops = _affinity_ops(pod, excl, base)
+        if not requirements:
+            return SteeringRefusal("no node label tells those pools apart")
+        ops = _affinity_ops(pod, tuple(requirements), base)
     if not ops:
-        return SteeringRefusal("already steered, yet it can still land on immutable nodes")
-    ops += _annotation_ops(pod, ",".join(sorted(set(profiles))))
-    return SteeringPlan(tuple(ops), apply_patch(obj, ops))
+        return SteeringRefusal("already steered, yet it can still land there")
+    ops += _annotation_ops(pod, steered_from)
+    return SteeringPlan(tuple(ops), apply_patch(obj, ops), steered_from)
 
 
 def apply_patch(obj: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> dict[str, Any]:

@@ -54,7 +54,12 @@
   {{- if eq .kind "pods" }}
     - apiGroups: [""]
       apiVersions: [v1]
+      {{- if .mutating }}
       operations: [CREATE]
+      {{- else }}
+      # An UPDATE can retarget a pod not yet scheduled (tolerations; nodeSelector and affinity while gated).
+      operations: [CREATE, UPDATE]
+      {{- end }}
       resources: [pods]
       scope: Namespaced
     {{- if not .mutating }}
@@ -93,23 +98,31 @@
 {{- end -}}
 
 {{/*
-CEL that is true when the pod spec asks for any host access a check looks at, so the apiserver never
-calls the webhook for the bulk of pods (each call costs ~0.5 ms in the apiserver alone; docs/performance.md).
-The spec is bound to `s` through a one-element list; workloads find it under their template.
+CEL that is true when the pod spec asks for any host access an enabled check looks at, so the apiserver
+never calls the webhook for the bulk of pods (each call costs ~0.5 ms in the apiserver alone;
+docs/performance.md). Each check's CEL comes from the code (_checks.tpl, generated). The spec is bound to
+`s` through a one-element list; workloads find it under their template.
 */}}
 {{- define "iow.hostAccessCondition" -}}
 {{- $checks := .root.Values.config.checks | default dict -}}
-{{- $privileged := index $checks "privileged" -}}
-{{- $privilegedOn := or (eq (toString $privileged) "true") (and (kindIs "map" $privileged) (ne (toString (index $privileged "enabled")) "false")) -}}
+{{- $offByDefault := include "iow.checksOffByDefault" . | fromJsonArray -}}
+{{- $conditions := include "iow.checkConditions" . | fromJson -}}
 {{- $spec := "object.spec" -}}
 {{- if eq .kind "workloads" -}}
 {{- $spec = "has(object.spec) && has(object.spec.template) ? object.spec.template.spec : has(object.spec) && has(object.spec.jobTemplate) ? object.spec.jobTemplate.spec.template.spec : has(object.template) && has(object.template.spec) ? object.template.spec : {}" -}}
 {{- end -}}
-{{- $terms := list "has(s.hostPID) && s.hostPID" "has(s.hostIPC) && s.hostIPC" "has(s.hostNetwork) && s.hostNetwork" "has(s.volumes) && s.volumes.exists(v, has(v.hostPath))" -}}
-{{- if $privilegedOn -}}
-{{- range list "containers" "initContainers" "ephemeralContainers" -}}
-{{- $terms = append $terms (printf "has(s.%s) && s.%s.exists(c, has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged)" . .) -}}
+{{- $terms := list -}}
+{{- range $id := keys $conditions | sortAlpha -}}
+{{- $setting := index $checks $id -}}
+{{- $on := not (has $id $offByDefault) -}}
+{{- if kindIs "bool" $setting -}}
+{{- $on = $setting -}}
+{{- else if kindIs "map" $setting -}}
+{{- $on = ne (toString (index $setting "enabled")) "false" -}}
+{{- end -}}
+{{- if $on -}}
+{{- $terms = append $terms (printf "(%s)" (index $conditions $id)) -}}
 {{- end -}}
 {{- end -}}
-[{{ $spec }}].exists(s, {{ join " || " $terms }})
+[{{ $spec }}].exists(s, {{ if $terms }}{{ join " || " $terms }}{{ else }}false{{ end }})
 {{- end -}}

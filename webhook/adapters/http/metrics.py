@@ -108,4 +108,5 @@ def _inventory_age(state: InventoryState) -> float:
 
 def _pool_count(state: InventoryState, node_class: NodeClass) -> float:
     inventory = state.snapshot.inventory
-    return float(sum(1 for p in inventory.pools if p.node_class is node_class)) if inventory else 0.0
+    # Node pools, not scheduling groups: a pool spanning three zones counts once.
+    return float(len({p.key for p in inventory.pools if p.node_class is node_class})) if inventory else 0.0

@@ -20,9 +20,10 @@ from webhook.adapters.http import edge
 from webhook.adapters.http.inventory import InventoryState
 from webhook.adapters.http.metrics import Metrics
 from webhook.adapters.http.sources import InventorySource
-from webhook.core.admission import Endpoint, Outcome, Verdict, errored, judge, read_review, respond
+from webhook.core.admission import Endpoint, Outcome, Verdict, answer, respond
 from webhook.core.api import AdmissionReview
 from webhook.core.config import Config
+from webhook.core.review import errored, read_review
 from webhook.errors import ReviewError, WebhookError
 
 review_log = logging.getLogger("webhook.review")
@@ -36,7 +37,7 @@ MAX_LOGGED_LENGTH = 253
 
 
 @dataclass(frozen=True)
-class Answer:
+class Judged:
     """What the core made of one review: the response to send and, if judging worked, the verdict."""
 
     uid: str
@@ -64,7 +65,7 @@ class AdmissionService:
         self.bodies = edge.BodyReader(limits)
         self.metrics.pending_body_bytes.set_function(lambda: float(self.bodies.pending))
 
-    def _decide(self, endpoint: Endpoint, body: Any) -> Answer:
+    def _decide(self, endpoint: Endpoint, body: Any) -> Judged:
         """Every call into the core: read the review, judge it, write the response. A bad review raises
         ReviewError; any other failure is answered per `onInternalError`."""
         snapshot = self.state.snapshot  # read once: one consistent inventory for the whole review
@@ -72,12 +73,12 @@ class AdmissionService:
         try:
             request = read_review(body)
             uid = request.uid
-            verdict = judge(request, endpoint=endpoint, config=self.config,
-                            inventory=snapshot.usable(self.source.stale()),
-                            namespace_labels=snapshot.labels_of(request.namespace))  # fmt: skip
+            verdict = answer(request, endpoint=endpoint, config=self.config,
+                             inventory=snapshot.usable(self.source.stale()),
+                             namespace_labels=snapshot.labels_of(request.namespace))  # fmt: skip
             context = {"kind": request.kind, "namespace": request.namespace, "name": request.name,
                        "operation": request.operation, "dryRun": request.dry_run}  # fmt: skip
-            return Answer(uid, respond(uid, verdict, endpoint), verdict, context)
+            return Judged(uid, respond(uid, verdict), verdict, context)
         except ReviewError:
             raise
         except Exception as err:
@@ -85,7 +86,7 @@ class AdmissionService:
                 err.describe() if isinstance(err, WebhookError) else f"internal error ({type(err).__name__})"
             )
             review = errored(uid, message, allow=self.config.allow_on_internal_error)
-            return Answer(uid, review, failure=err, failure_message=message)
+            return Judged(uid, review, failure=err, failure_message=message)
 
     async def mutate(self, http: HttpRequest) -> Response:
         return await self.handle(Endpoint.MUTATE, http)
@@ -117,19 +118,19 @@ class AdmissionService:
             return edge.error_response(400, f"uid of {len(uid)} characters, over {MAX_UID_LENGTH}",
                                        "request.uid", "send the uid the apiserver generated")  # fmt: skip
         try:
-            answer = self._decide(endpoint, body)
+            judged = self._decide(endpoint, body)
         except ReviewError as err:
             self.metrics.rejected.labels("review").inc()
             return edge.error_response(400, err.message, err.field, err.fix)
-        if answer.verdict is not None:
-            self._record(endpoint, answer, answer.verdict, time.perf_counter() - started)
+        if judged.verdict is not None:
+            self._record(endpoint, judged, judged.verdict, time.perf_counter() - started)
         else:
             self.metrics.errors.labels(endpoint.value).inc()
-            fields = {"uid": answer.uid, "endpoint": endpoint.value, "error": answer.failure_message}
-            review_log.error("review failed", exc_info=answer.failure, extra={"fields": fields})
-        return edge.AsciiJSONResponse(answer.review)
+            fields = {"uid": judged.uid, "endpoint": endpoint.value, "error": judged.failure_message}
+            review_log.error("review failed", exc_info=judged.failure, extra={"fields": fields})
+        return edge.AsciiJSONResponse(judged.review)
 
-    def _record(self, endpoint: Endpoint, answer: Answer, verdict: Verdict, elapsed: float) -> None:
+    def _record(self, endpoint: Endpoint, judged: Judged, verdict: Verdict, elapsed: float) -> None:
         mode = verdict.mode.value if verdict.mode else "-"
         self.metrics.reviews.labels(endpoint.value, verdict.outcome.value, mode).inc()
         self.metrics.latency.labels(endpoint.value).observe(elapsed)
@@ -140,7 +141,7 @@ class AdmissionService:
         if review_log.isEnabledFor(level):
             findings = [f"{f.check}:{f.field}" for f in verdict.findings]
             fields = {
-                "uid": answer.uid, "endpoint": endpoint.value, **_short(answer.context),
+                "uid": judged.uid, "endpoint": endpoint.value, **_short(judged.context),
                 "decision": verdict.outcome.value, "allowed": verdict.allowed, "mode": mode,
                 "findings": findings, "steered": verdict.steered, "ms": round(elapsed * 1000, 3),
             }  # fmt: skip

@@ -57,7 +57,16 @@ class Constraints:
 
 @dataclass(frozen=True)
 class Placement:
-    pools: tuple[Pool, ...]
+    pools: tuple[Pool, ...]  # scheduling groups; a node pool spanning zones has several
+    mask: int = 0  # the same groups as bits of the inventory's pool index (0 when imagined)
+
+    @property
+    def named(self) -> tuple[Pool, ...]:
+        """One group per node pool (name and classification), in order: what messages list."""
+        seen: dict[tuple[object, ...], Pool] = {}
+        for pool in self.pools:
+            seen.setdefault(pool.key, pool)
+        return tuple(seen.values())
 
     @property
     def classes(self) -> frozenset[NodeClass]:
@@ -98,6 +107,8 @@ def _pools_meeting(req: SelectorRequirement, index: PoolIndex) -> int:
         mask = index.by_key.get(req.key, 0)
     elif req.operator == "DoesNotExist":
         mask = index.all & ~index.by_key.get(req.key, 0)
+    elif req.operator not in ("Gt", "Lt"):
+        mask = index.all  # an operator we don't know excludes nothing (see requirement_matches)
     else:  # Gt, Lt: few distinct values per key
         mask = 0
         for value, pools in values.items():
@@ -235,6 +246,5 @@ class _Placer:
 
 def place(constraints: Constraints, inventory: Inventory) -> Placement:
     placer = _Placer(inventory, constraints)
-    if constraints.node_name is not None:
-        return Placement(placer.pinned(constraints.node_name))
-    return Placement(placer.pools())
+    pools = placer.pinned(constraints.node_name) if constraints.node_name is not None else placer.pools()
+    return Placement(pools, sum(1 << inventory.pool_of_node[p.members[0]] for p in pools))

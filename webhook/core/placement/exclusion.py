@@ -1,41 +1,78 @@
-"""What excludes immutable nodes in a node selector: the negation of the label evidence.
+"""What keeps a pod spec off exactly the pools it breaks on: node-selector requirements chosen from the
+labels those nodes really carry, never one a node it may keep landing on carries too.
 
-Computed once per inventory (`Inventory.build`), used by steering and by the evidence-only placement.
+With a live inventory (`exclude_pools`), keys are tried in order of how well they hold: the marker label
+(`immutable-os.io/profile`, stable for pools added later), the AKS SKU labels (`os-sku-requested`,
+`os-sku`, `os-sku-effective`: on AKS one of them may hold only the family, `AzureLinux`, shared with
+general pools), other profile and selector evidence keys, then the pool's own name (`agentpool`). A value
+is used only if every group of nodes carrying it is one the pod breaks on. (Without an inventory,
+evidence.py negates the evidence of its imagined pools.) The caller places the steered spec again:
+that, not this module, is the proof.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from webhook.core.config import Config, SelectorRequirement
+from webhook.core.placement.inventory import POOL_NAME_LABELS, Inventory, NodeClass, Pool
+from webhook.core.profiles import AKS_OS_SKU, AKS_OS_SKU_EFFECTIVE, AKS_OS_SKU_REQUESTED, PROFILE_LABEL
 
-_NEGATION = {"In": "NotIn", "NotIn": "In", "Exists": "DoesNotExist", "DoesNotExist": "Exists"}
 
-
-def exclusions(config: Config, label_keys: frozenset[str] | None = None) -> tuple[SelectorRequirement, ...]:
-    """Node-selector requirements that, ANDed, exclude every node the label evidence marks immutable.
-
-    With `label_keys` (every label key some node carries), keys no node has are left out: a GKE label
-    has no business in an AKS pod's affinity.
-
-    osImage and label-prefix evidence cannot be written as a requirement, nor can a multi-requirement
-    selector be negated by one; pools known only that way stay reachable, which the caller detects.
-    """
-    not_in: dict[str, set[str]] = {}
-    others: set[SelectorRequirement] = set()
+def candidate_keys(config: Config) -> tuple[str, ...]:
+    keys = [PROFILE_LABEL, AKS_OS_SKU_REQUESTED, AKS_OS_SKU, AKS_OS_SKU_EFFECTIVE]
     for profile in config.enabled_profiles:
-        for key, values in profile.labels.items():
-            not_in.setdefault(key, set()).update(values)
+        keys += list(profile.labels)
     for selector in config.immutable_node_selectors:
-        if len(selector.requirements) != 1 or selector.requirements[0].operator not in _NEGATION:
+        keys += [r.key for r in selector.requirements if r.operator in ("In", "Exists")]
+    keys += list(POOL_NAME_LABELS)
+    return tuple(dict.fromkeys(keys))
+
+
+def exclude_pools(
+    inventory: Inventory, breaking: int, targets: int, config: Config
+) -> tuple[tuple[SelectorRequirement, ...], int]:
+    """Requirements that, ANDed, exclude the groups in `targets` (a bit mask over `inventory.pools`)
+    while excluding nothing outside `breaking`; and the mask of targets nothing could exclude."""
+    remaining = targets
+    chosen: dict[str, list[str]] = {}
+    for key in candidate_keys(config):
+        if not remaining:
+            break
+        if key in inventory.identity_keys:
+            continue  # a per-node label: its value differs node by node
+        for value, groups in sorted(inventory.index.by_value.get(key, {}).items()):
+            if groups & remaining and not groups & ~breaking:
+                chosen.setdefault(key, []).append(value)
+                remaining &= ~groups
+    requirements = tuple(SelectorRequirement(k, "NotIn", tuple(sorted(v))) for k, v in chosen.items())
+    return requirements, remaining
+
+
+def names(pools: Sequence[Pool]) -> str:
+    return ", ".join(dict.fromkeys(p.describe() for p in pools))
+
+
+GENERAL_SELECTOR_KEYS = (AKS_OS_SKU, AKS_OS_SKU_REQUESTED, *POOL_NAME_LABELS)
+
+
+def general_selector(inventory: Inventory) -> tuple[str, str] | None:
+    """A `key: value` node selector that picks general-purpose nodes only (the most of them), to suggest
+    in messages; never a value an immutable node also carries (on AKS `os-sku: AzureLinux` may be one)."""
+    immutable = 0
+    for i, pool in enumerate(inventory.pools):
+        if pool.node_class is NodeClass.IMMUTABLE:
+            immutable |= 1 << i
+    best: tuple[int, str, str] | None = None
+    for key in GENERAL_SELECTOR_KEYS:
+        if key in inventory.identity_keys:
             continue
-        req = selector.requirements[0]
-        negated = _NEGATION[req.operator]
-        if negated == "NotIn":
-            not_in.setdefault(req.key, set()).update(req.values)
-        else:
-            others.add(SelectorRequirement(req.key, negated, req.values))
-    absent = {r.key for r in others if r.operator == "DoesNotExist"}
-    result = [SelectorRequirement(k, "NotIn", tuple(sorted(v))) for k, v in not_in.items() if k not in absent]
-    result += others
-    if label_keys is not None:
-        result = [r for r in result if r.key in label_keys]
-    return tuple(sorted(result, key=lambda r: (r.key, r.operator, r.values)))
+        for value, groups in sorted(inventory.index.by_value.get(key, {}).items()):
+            if groups & immutable:
+                continue
+            nodes = sum(
+                len(inventory.pools[i].members) for i in range(len(inventory.pools)) if groups >> i & 1
+            )
+            if best is None or nodes > best[0]:
+                best = (nodes, key, value)
+    return (best[1], best[2]) if best else None

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from webhook.core.config import PROFILE_LABEL, Config, Profile, SelectorRequirement
-from webhook.core.placement.exclusion import exclusions
+from webhook.core.config import Config
 from webhook.core.placement.selectors import Taint, requirement_matches
+from webhook.core.profiles import PROFILE_LABEL, Profile
 from webhook.errors import NodeListError
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -97,6 +97,7 @@ class Classification:
     node_class: NodeClass
     profile: str = ""  # display name of the immutable OS, empty for general nodes
     evidence: str = ""  # what on the Node object said so, for messages and `scan`
+    profile_name: str = ""  # the profile whose host contract applies ("" for general nodes)
 
 
 GENERAL = Classification(NodeClass.GENERAL)
@@ -137,12 +138,15 @@ def classify(node: Node, config: Config) -> Classification:
     for profile in config.enabled_profiles:
         evidence = _profile_evidence(node, profile)
         if evidence:
-            return Classification(NodeClass.IMMUTABLE, profile.display_name, evidence)
+            return Classification(NodeClass.IMMUTABLE, profile.display_name, evidence, profile.name)
     for selector in config.immutable_node_selectors:
         if all(requirement_matches(r, node.labels) for r in selector.requirements):
-            # The documented marker label names its OS in its value; other selectors by their name.
-            name = node.labels.get(PROFILE_LABEL) if selector.requirements[0].key == PROFILE_LABEL else None
-            return Classification(NodeClass.IMMUTABLE, name or selector.name, f"selector {selector.name}")
+            # The documented marker label names its OS in its value; other selectors say it or not.
+            marker = node.labels.get(PROFILE_LABEL) if selector.requirements[0].key == PROFILE_LABEL else None
+            name = selector.profile or marker or ""
+            known = config.profile(name)
+            display = known.display_name if known else (marker or selector.name)
+            return Classification(NodeClass.IMMUTABLE, display, f"selector {selector.name}", name)
     return GENERAL
 
 
@@ -172,6 +176,11 @@ class Pool:
     def describe(self) -> str:
         c = self.classification
         return f"pool {self.name} ({c.profile})" if c.profile else f"pool {self.name}"
+
+    @property
+    def key(self) -> tuple[str, Classification]:
+        """What makes groups one node pool: its name and how its nodes are classified."""
+        return (self.name, self.classification)
 
 
 def _variants(members: Sequence[tuple[Node, frozenset[str]]]) -> tuple[tuple[str, ...], ...]:
@@ -229,7 +238,8 @@ class Inventory:
     label_keys: frozenset[str] = frozenset()  # every label key some node carries
     identity_keys: frozenset[str] = frozenset()  # every per-node label key, over all pools
     index: PoolIndex = PoolIndex(0, {}, {}, {}, 0)
-    steering_exclusions: tuple[SelectorRequirement, ...] = ()  # what steering appends, for this cluster
+    # Node pool name -> its nodes. A pool spans zones (so several scheduling groups): counted whole.
+    nodes_per_pool: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def node_count(self) -> int:
@@ -250,14 +260,20 @@ class Inventory:
         pools: list[Pool] = []
         pool_of_node: dict[str, int] = {}
         by_hostname: dict[str, list[str]] = {}
-        names_seen: dict[str, int] = {}
+        names_seen: dict[str, list[Classification]] = {}
+        nodes_per_pool: dict[str, int] = {}
         for signature, members in sorted(groups.items(), key=lambda g: min(n.name for n, _ in g[1])):
-            shared, taints, _ = signature
+            shared, taints, classification = signature
             first = min(n.name for n, _ in members)
             name = _pool_name(dict(shared), first)
-            names_seen[name] = names_seen.get(name, 0) + 1
-            if names_seen[name] > 1:  # same pool label in several zones: keep names unique
-                name = f"{name}#{names_seen[name]}"
+            # One pool spans zones and so several groups, under one name; only a pool whose nodes are
+            # classified differently (some relabelled, say) is shown as several.
+            seen = names_seen.setdefault(name, [])
+            if classification not in seen:
+                seen.append(classification)
+            if seen.index(classification):
+                name = f"{name}#{seen.index(classification) + 1}"
+            nodes_per_pool[name] = nodes_per_pool.get(name, 0) + len(members)
             for node, _ in members:
                 pool_of_node[node.name] = len(pools)
                 if HOSTNAME_LABEL in node.labels:
@@ -284,5 +300,5 @@ class Inventory:
             label_keys,
             identity_keys,
             PoolIndex.of(pools),
-            exclusions(config, label_keys),
+            nodes_per_pool,
         )

@@ -18,6 +18,8 @@ BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
 
 def requirement_matches(req: SelectorRequirement, labels: Mapping[str, str]) -> bool:
+    """Whether a node with `labels` meets `req`. An operator this code does not know (a newer API than
+    ours) matches every node: placement then errs toward "could land there", which is the safe side."""
     value = labels.get(req.key)
     if req.operator == "In":
         return value is not None and value in req.values
@@ -27,6 +29,8 @@ def requirement_matches(req: SelectorRequirement, labels: Mapping[str, str]) -> 
         return value is not None
     if req.operator == "DoesNotExist":
         return value is None
+    if req.operator not in ("Gt", "Lt"):
+        return True
     if value is None or len(req.values) != 1:
         return False
     have, bound = _label_integer(value), _label_integer(req.values[0])
@@ -89,7 +93,11 @@ class Toleration:
             return False
         if self.operator == "Exists":
             return not self.key or self.key == taint.key
-        return self.key == taint.key and self.value == taint.value
+        if self.operator == "Equal":
+            return self.key == taint.key and self.value == taint.value
+        # An operator we don't know (e.g. the alpha Lt/Gt): assume it tolerates the taints of its key, so
+        # placement errs toward "could land there".
+        return not self.key or self.key == taint.key
 
 
 def tolerated(
@@ -105,15 +113,15 @@ def _requirement(raw: Any, where: str, *, field_selector: bool = False) -> Selec
     key, operator, values = raw.get("key"), raw.get("operator"), raw.get("values") or []
     if not isinstance(key, str) or not key:
         raise ManifestError("missing key", field=f"{where}.key", fix="name a node label")
-    if operator not in SELECTOR_OPERATORS:
+    if not isinstance(operator, str) or not operator:
         raise ManifestError(
-            f"unknown operator {operator!r}",
+            f"missing operator {operator!r}",
             field=f"{where}.operator",
             fix=f"use {', '.join(SELECTOR_OPERATORS)}",
         )
-    if field_selector and (key != NODE_NAME_FIELD or operator not in ("In", "NotIn")):
+    if field_selector and key != NODE_NAME_FIELD:
         raise ManifestError(
-            f"matchFields supports only {NODE_NAME_FIELD} with In or NotIn",
+            f"matchFields supports only {NODE_NAME_FIELD}",
             field=where,
             fix="use matchExpressions for labels",
         )
@@ -150,9 +158,11 @@ def parse_tolerations(raw: list[Any], where: str) -> tuple[Toleration, ...]:
     tolerations = []
     for i, t in enumerate(raw):
         operator = t.get("operator") or "Equal"
-        if operator not in ("Equal", "Exists"):
+        if not isinstance(operator, str):
             raise ManifestError(
-                f"unknown operator {operator!r}", field=f"{where}[{i}].operator", fix="use Equal or Exists"
+                f"expected a string, got {operator!r}",
+                field=f"{where}[{i}].operator",
+                fix="use Equal or Exists",
             )
         tolerations.append(
             Toleration(

@@ -1,10 +1,12 @@
-"""host-path: any hostPath volume, unless `allowedHostPaths` allows it.
+"""host-path: hostPath volumes, judged per OS by what the pod does with each host path.
 
 Field: spec.volumes[*].hostPath. Allowed values: undefined, or a path matched by an allowedHostPaths
 prefix by whole segments (`/var/log` matches `/var/log/pods`, not `/var/logs`) and, when that rule says
 readOnly, mounted read-only by every container (containers, initContainers, ephemeralContainers).
-On immutable OSes `/usr` is read-only (dm-verity) and no state survives outside provisioning, so host
-paths are missing, unwritable, or wiped on the next image update.
+Consequence: reading works everywhere. Writing (a mount without readOnly, or type DirectoryOrCreate /
+FileOrCreate, which makes the kubelet create the path) into a read-only tree breaks, as does a writable
+mount holding one (`/` holds `/usr`); writes to a volatile tree, and binaries dropped where code
+integrity flags them, degrade; the rest works. Paths are read with subPath and merged-/usr aliases.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from webhook.core.config import Config, HostPathRule
-from webhook.core.policy.base import Check, Finding
+from webhook.core.contracts import Effect, HostContract, PathAccess, effect_of_path, normalise, worst
+from webhook.core.policy.base import WORKS, Check, Consequence, Finding
 from webhook.core.workloads import Container, PodSpecView
 from webhook.errors import ManifestError
+
+CREATING_TYPES = frozenset({"DirectoryOrCreate", "FileOrCreate"})
 
 
 def _mounts_of(volume: str, containers: list[Container], pod: PodSpecView) -> list[tuple[Container, Any]]:
@@ -29,6 +34,20 @@ def _mounts_of(volume: str, containers: list[Container], pod: PodSpecView) -> li
 
 def _allowed(path: str, read_only: bool, rules: tuple[HostPathRule, ...]) -> bool:
     return any(rule.covers(path) and (read_only or not rule.read_only) for rule in rules)
+
+
+def _host_paths(root: str, creates: bool, mounts: list[tuple[Container, Any]]) -> tuple[PathAccess, ...]:
+    """Each distinct host path the pod touches through this volume, and whether it writes there."""
+    root = normalise(root)
+    writes: dict[str, bool] = {} if mounts else {root: False}
+    for _, mount in mounts:
+        sub = mount.get("subPath")
+        # subPathExpr expands per pod: judge the volume root, which holds every expansion.
+        path = normalise(f"{root}/{sub}") if isinstance(sub, str) and sub else root
+        writes[path] = writes.get(path, False) or not mount.get("readOnly", False)
+    if creates:
+        writes.setdefault(root, False)
+    return tuple(PathAccess(p, w, creates=creates and p == root) for p, w in sorted(writes.items()))
 
 
 def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
@@ -48,6 +67,8 @@ def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
         bidirectional = sorted({c.name for c, m in mounts if m.get("mountPropagation") == "Bidirectional"})
         if _allowed(path, not writable, config.allowed_host_paths):
             continue
+        kind = host_path.get("type") or ""
+        creates = kind in CREATING_TYPES
         notes = []
         if writable:
             notes.append(f"writable in {', '.join(writable)}")
@@ -55,6 +76,13 @@ def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
             notes.append("read-only")
         else:
             notes.append("not mounted")
+        if creates:
+            notes.append(f"type {kind}")
+        subs = sorted(
+            {str(m["subPath"]) for _, m in mounts if isinstance(m.get("subPath"), str) and m["subPath"]}
+        )
+        if subs:
+            notes.append(f"subPath {', '.join(subs)}")
         if bidirectional:
             notes.append(f"mountPropagation Bidirectional in {', '.join(bidirectional)}")
         findings.append(
@@ -63,13 +91,24 @@ def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
                 f"{where}.path",
                 "hostPath volume",
                 f'volume "{name}" mounts {path} ({"; ".join(notes)})',
+                paths=_host_paths(path, creates, mounts),
             )
         )
     return findings
 
 
+def effect(finding: Finding, contract: HostContract, os_name: str) -> Consequence:
+    judged = [effect_of_path(access, contract, os_name) for access in finding.paths]
+    worst_effect = worst(e for e, _ in judged)
+    if worst_effect is Effect.WORKS:
+        return WORKS
+    return Consequence(worst_effect, "; ".join(why for e, why in judged if e is worst_effect))
+
+
 HOST_PATH = Check(
     "host-path",
-    "/usr is read-only and host state is wiped by image updates there; host paths are missing or unwritable",
     evaluate,
+    effect,
+    "mount it read-only, or write under /var/lib or /opt where the OS allows it",
+    "has(s.volumes) && s.volumes.exists(v, has(v.hostPath))",
 )

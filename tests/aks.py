@@ -1,0 +1,124 @@
+"""AKS-shaped nodes from the one table of what each `--os-sku` reports (testdata/aks/skus.yaml).
+
+Unit tests, the end-to-end pools, the benches and the embedded example inventory all build nodes here.
+`scenario` picks what the immutable SKUs carry in `kubernetes.azure.com/os-sku`: `name` (the SKU name),
+`family` (`AzureLinux` for OS Guard and Azure Container Linux, with the SKU in `os-sku-requested`), or
+`osimage` (the family, no requested/effective labels, an image version no profile knows: only osImage
+tells the OS apart; OS Guard, whose osImage is Azure Linux's, keeps its image version). `python -m tests.aks` prints the example inventory the package embeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.core.placement import Node
+from webhook.core.placement.selectors import Taint
+
+SKUS_FILE = Path(__file__).resolve().parents[1] / "testdata" / "aks" / "skus.yaml"
+OS_SKU = "kubernetes.azure.com/os-sku"
+OS_SKU_REQUESTED = "kubernetes.azure.com/os-sku-requested"
+OS_SKU_EFFECTIVE = "kubernetes.azure.com/os-sku-effective"
+IMAGE_VERSION = "kubernetes.azure.com/node-image-version"
+AGENTPOOL = "kubernetes.azure.com/agentpool"
+ZONE = "topology.kubernetes.io/zone"
+SCENARIOS = ("name", "family", "osimage")
+
+
+@cache
+def skus() -> dict[str, dict[str, Any]]:
+    data: dict[str, dict[str, Any]] = yaml.safe_load(SKUS_FILE.read_text())["skus"]
+    return data
+
+
+def node_name(pool: str, index: int) -> str:
+    """AKS-style VMSS node name: `aks-<pool>-<8 digits>-vmss<6 digits>`."""
+    digits = int(hashlib.sha256(pool.encode()).hexdigest(), 16) % 10**8
+    return f"aks-{pool}-{digits:08d}-vmss{index:06d}"
+
+
+def labels(pool: str, sku: str, index: int = 0, *, scenario: str = "name", zones: int = 3,
+           region: str = "westeurope", mode: str | None = None) -> dict[str, str]:  # fmt: skip
+    """The labels AKS puts on node `index` of `pool` (zones spread round-robin, as AKS spreads them)."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {SCENARIOS}, not {scenario!r}")
+    facts = skus()[sku]
+    name = node_name(pool, index)
+    result = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        AGENTPOOL: pool,
+        "agentpool": pool,
+        "kubernetes.azure.com/mode": mode or ("system" if pool.startswith("system") else "user"),
+        "kubernetes.azure.com/cluster": "MC_rg_cluster_westeurope",
+        OS_SKU: facts["osSku"]["family" if scenario != "name" else "name"],
+        IMAGE_VERSION: facts["nodeImageVersion"],
+        "topology.kubernetes.io/region": region,
+        ZONE: f"{region}-{index % zones + 1}" if zones else "0",
+    }
+    if scenario == "osimage":
+        if facts["immutable"] and facts.get("osImageTellsApart", True):
+            result[IMAGE_VERSION] = f"AKSUnknownImage-gen2-{facts['nodeImageVersion'].rsplit('-', 1)[-1]}"
+    else:
+        result[OS_SKU_REQUESTED] = facts["requested"]
+        result[OS_SKU_EFFECTIVE] = facts["effective"]
+    return result
+
+
+def nodes(pool: str, sku: str, count: int = 2, *, scenario: str = "name", zones: int = 3,
+          taints: tuple[Taint, ...] = (), extra: dict[str, str] | None = None) -> list[Node]:  # fmt: skip
+    facts = skus()[sku]
+    return [
+        Node(
+            node_name(pool, i),
+            {**labels(pool, sku, i, scenario=scenario, zones=zones), **(extra or {})},
+            taints,
+            facts["osImage"],
+            facts["kernelVersion"],
+        )
+        for i in range(count)
+    ]
+
+
+def wire(node: Node) -> dict[str, Any]:
+    """A Node as `kubectl get node -o yaml` shows it (the fields we read)."""
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": dict(node.labels)},
+        "status": {"nodeInfo": {"osImage": node.os_image, "kernelVersion": node.kernel_version}},
+    }
+    if node.taints:
+        obj["spec"] = {"taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in node.taints]}
+    return obj
+
+
+# The example inventory (`check` without --nodes, `make run`): Azure Container Linux first, as on AKS
+# today, with OS Guard next to it, both carrying the OS family in os-sku.
+EXAMPLE_POOLS = (
+    ("system", "Ubuntu", 2),
+    ("acl", "AzureContainerLinux", 2),
+    ("osguard", "AzureLinuxOSGuard", 1),
+)
+
+
+def example_inventory_yaml() -> str:
+    items = [
+        wire(n) for pool, sku, count in EXAMPLE_POOLS for n in nodes(pool, sku, count, scenario="family")
+    ]
+    header = (
+        "# The embedded example inventory: an AKS cluster with a general Ubuntu pool, an Azure Container Linux\n"
+        "# pool and an Azure Linux OS Guard pool, labelled as AKS labels them (os-sku holds the family).\n"
+        "# Generated by `python -m tests.aks` from testdata/aks/skus.yaml; a test keeps them in step.\n"
+    )
+    return header + yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}, sort_keys=False)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(example_inventory_yaml())

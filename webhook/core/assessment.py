@@ -1,0 +1,334 @@
+"""One assessment per request: what the pod asks of the host, where it can land, what that does there.
+
+`assess` reads the request once: is it judged at all (operation, kind, exemptions, mode), the findings
+(host access), the placement (the node pools its constraints and tolerations allow), and for each of
+those pools the worst consequence of the findings under that pool's host contract: *breaks*, *degrades*
+or *works* (general-purpose pools: always works). When it breaks on some pools and not on others, the
+steering plan is computed once, here, and proven by placing the steered spec again. `mutate` and
+`validate` (decision.py), `check` and `scan` all read this one value.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from webhook.core import policy
+from webhook.core.config import NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
+from webhook.core.contracts import Effect, worst
+from webhook.core.mutation import SteeringPlan, SteeringRefusal, steer_away_from
+from webhook.core.placement import (
+    Constraints,
+    Inventory,
+    NodeClass,
+    Placement,
+    Pool,
+    place,
+    place_by_evidence,
+)
+from webhook.core.placement.evidence import evidence_exclusions
+from webhook.core.placement.exclusion import exclude_pools, general_selector
+from webhook.core.policy import Consequence, Finding
+from webhook.core.profiles import PROFILE_LABEL
+from webhook.core.review import Request
+from webhook.core.workloads import POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
+
+EVIDENCE_ONLY_NOTE = "no current node inventory: placement judged by node label evidence alone"
+# Pod fields that decide where a pod lands; a pod UPDATE that changes none of them is not judged again.
+PLACEMENT_FIELDS = ("nodeName", "nodeSelector", "affinity", "tolerations", "schedulingGates")
+
+
+def nodes(count: int) -> str:
+    return f"{count} node" if count == 1 else f"{count} nodes"
+
+
+class Status(enum.Enum):
+    SKIPPED = "skipped"  # not a request we judge (DELETE, status update, other kinds)
+    EXEMPT = "exempt"
+    OFF = "off"
+    CLEAN = "clean"  # no host access
+    JUDGED = "judged"
+
+
+@dataclass(frozen=True)
+class PoolEffect:
+    """One node pool the pod can land on, the worst consequence of its host access there, and why."""
+
+    pool: Pool  # a scheduling group standing for the pool (a pool spanning zones has several)
+    effect: Effect
+    reasons: tuple[str, ...] = ()  # "<check> <field>: <why>", one per finding with that effect
+    nodes: int | None = None  # the pool's node count; None for imagined pools
+
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+    @property
+    def profile(self) -> str:
+        return self.pool.classification.profile
+
+    def describe(self) -> str:
+        details = [d for d in (self.profile, nodes(self.nodes) if self.nodes is not None else "") if d]
+        return f"pool {self.name} ({', '.join(details)})" if details else f"pool {self.name}"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    request: Request
+    status: Status
+    pod: PodSpecView | None = None
+    mode: Mode = Mode.ENFORCE
+    notes: tuple[str, ...] = ()  # said with every answer: an invalid mode label, evidence-only placement
+    exemption: str = ""
+    findings: tuple[Finding, ...] = ()
+    placement: Placement | None = None
+    pools: tuple[PoolEffect, ...] = ()  # each node pool it can land on
+    plan: SteeringPlan | SteeringRefusal | None = None  # when it breaks on some pools and not others
+    daemon_set: str = ""  # "namespace/name" of the DaemonSet whose pods these are
+    evidence_only: bool = False
+    general_selector: tuple[str, str] | None = None  # a nodeSelector that picks general pools only
+    node_count: int = 0
+
+    def with_effect(self, effect: Effect) -> tuple[PoolEffect, ...]:
+        return tuple(p for p in self.pools if p.effect is effect)
+
+    @property
+    def breaks(self) -> tuple[PoolEffect, ...]:
+        return self.with_effect(Effect.BREAKS)
+
+    @property
+    def degrades(self) -> tuple[PoolEffect, ...]:
+        return self.with_effect(Effect.DEGRADES)
+
+    @property
+    def nowhere(self) -> bool:
+        return self.placement is not None and self.placement.nowhere
+
+    @property
+    def only_breaking(self) -> bool:
+        """It can land somewhere, and wherever it lands it breaks."""
+        return bool(self.pools) and all(p.effect is Effect.BREAKS for p in self.pools)
+
+
+def resolve_mode(config: Config, namespace_labels: Mapping[str, str]) -> tuple[Mode, str]:
+    """The namespace label overrides the default; an invalid value fails safe to enforce, like PSA."""
+    raw = namespace_labels.get(NAMESPACE_MODE_LABEL)
+    if raw is None:
+        return config.mode, ""
+    try:
+        return Mode(raw), ""
+    except ValueError:
+        allowed = ", ".join(m.value for m in Mode)
+        return Mode.ENFORCE, f"namespace label {NAMESPACE_MODE_LABEL}={raw} is invalid ({allowed}); enforcing"
+
+
+def _exemption(request: Request, pod: PodSpecView, config: Config) -> str:
+    ex = config.exemptions
+    if request.namespace in ex.namespaces:
+        return "namespace"
+    if request.username in ex.usernames:
+        return "user"
+    if request.groups & ex.groups:
+        return "group"
+    if pod.string("runtimeClassName") in ex.runtime_classes:
+        return "runtimeClass"
+    return ""
+
+
+def _template(obj: Mapping[str, Any] | None, kind: str) -> Any:
+    node: Any = obj
+    for part in POD_TEMPLATE_PATHS[kind]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _placement_fields(obj: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    spec = (obj or {}).get("spec")
+    return tuple(spec.get(f) for f in PLACEMENT_FIELDS) if isinstance(spec, Mapping) else ()
+
+
+def judged(request: Request) -> bool:
+    if request.operation not in ("CREATE", "UPDATE") or request.kind not in POD_TEMPLATE_PATHS:
+        return False
+    if request.kind == "Pod":
+        # A pod's host access is immutable once created; an ephemeral container can add some, and a
+        # pod not yet scheduled can gain tolerations, or (while gated) a nodeSelector or affinity: an
+        # update that changes where it can land is judged like a create.
+        if request.sub_resource:
+            return request.sub_resource == "ephemeralcontainers"
+        if request.operation == "CREATE" or request.old_object is None:
+            return True
+        return _placement_fields(request.object) != _placement_fields(request.old_object)
+    if request.sub_resource:
+        return False
+    # An update that leaves the pod template as it was (a scale, a controller's ownerReferences or
+    # finalizers, a status) was judged when the template was written; judging it again would block the
+    # controllers rolling out the user's fix once a pool turned immutable.
+    unchanged = request.operation == "UPDATE" and request.old_object is not None
+    return not (
+        unchanged and _template(request.object, request.kind) == _template(request.old_object, request.kind)
+    )
+
+
+def _daemon_set(request: Request) -> str:
+    if request.kind == "DaemonSet":
+        return f"{request.namespace}/{request.name}"
+    if request.kind != "Pod":
+        return ""
+    meta = (request.object or {}).get("metadata")
+    owners = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
+    for owner in owners if isinstance(owners, list) else ():
+        if isinstance(owner, Mapping) and owner.get("kind") == "DaemonSet" and owner.get("controller"):
+            return f"{request.namespace}/{owner.get('name')}"
+    return ""
+
+
+def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Placement:
+    constraints = Constraints.of(pod)
+    return place(constraints, inventory) if inventory is not None else place_by_evidence(constraints, config)
+
+
+class _Effects:
+    """The worst consequence of the findings per profile, computed once per profile."""
+
+    def __init__(self, findings: tuple[Finding, ...], config: Config) -> None:
+        self.findings = findings
+        self.config = config
+        self._cache: dict[str, tuple[Effect, tuple[str, ...]]] = {}
+
+    def of(self, pool: Pool) -> tuple[Effect, tuple[str, ...]]:
+        if pool.node_class is NodeClass.GENERAL:
+            return Effect.WORKS, ()
+        name = pool.classification.profile_name
+        if name not in self._cache:
+            contract, os_name = self.config.contract_of(name)
+            judged = [(f, policy.consequence(f, contract, os_name, self.config)) for f in self.findings]
+            effect = worst(c.effect for _, c in judged)
+            self._cache[name] = (effect, tuple(_reason(f, c) for f, c in judged if c.effect is effect))
+        return self._cache[name]
+
+
+def _reason(finding: Finding, consequence: Consequence) -> str:
+    return f"{finding.check} {finding.field}: {consequence.why}" if consequence.why else finding.message
+
+
+def _key(pool: Pool) -> tuple[str, tuple[str, ...]]:
+    return (pool.name, pool.members)
+
+
+def assess(
+    request: Request, *, config: Config, inventory: Inventory | None, namespace_labels: Mapping[str, str]
+) -> Assessment:
+    """Assess one request. ManifestError (a malformed pod spec) propagates for the adapter to report.
+
+    `inventory` None means no trustworthy node inventory (empty or stale): placement then follows the
+    configured label evidence alone, and the notes say so.
+    """
+    if not judged(request) or request.object is None:
+        return Assessment(request, Status.SKIPPED)
+    pod = pod_spec_view(request.object, request.kind)
+    exemption = _exemption(request, pod, config)
+    if exemption:
+        return Assessment(request, Status.EXEMPT, pod, exemption=exemption)
+    mode, mode_note = resolve_mode(config, namespace_labels)
+    if mode is Mode.OFF:
+        return Assessment(request, Status.OFF, pod, mode=mode)
+    findings = policy.evaluate(pod, config)
+    if request.sub_resource == "ephemeralcontainers" and request.old_object is not None:
+        # Judge what the debug container adds, not the host access the running pod already had.
+        before = set(policy.evaluate(pod_spec_view(request.old_object, request.kind), config))
+        findings = tuple(f for f in findings if f not in before)
+    if not findings:
+        return Assessment(request, Status.CLEAN, pod, mode=mode)
+    notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
+    placement = _place(pod, inventory, config)
+    effects = _Effects(findings, config)
+    named: dict[tuple[str, Any], PoolEffect] = {}
+    for group in placement.pools:
+        if group.key not in named:
+            effect, reasons = effects.of(group)
+            nodes = inventory.nodes_per_pool.get(group.name) if inventory is not None else None
+            named[group.key] = PoolEffect(group, effect, reasons, nodes)
+    pools = tuple(named.values())
+    assessment = Assessment(
+        request,
+        Status.JUDGED,
+        pod,
+        mode=mode,
+        notes=notes,
+        findings=findings,
+        placement=placement,
+        pools=pools,
+        daemon_set=_daemon_set(request),
+        evidence_only=inventory is None,
+        node_count=inventory.node_count if inventory is not None else 0,
+    )
+    if not any(p.effect is Effect.BREAKS for p in pools):
+        return assessment
+    suggestion = general_selector(inventory) if inventory is not None else None
+    plan = None
+    if not assessment.only_breaking:
+        plan = _plan(request, pod, config, inventory, placement, effects)
+    return replace(assessment, plan=plan, general_selector=suggestion)
+
+
+def _plan(
+    request: Request,
+    pod: PodSpecView,
+    config: Config,
+    inventory: Inventory | None,
+    placement: Placement,
+    effects: _Effects,
+) -> SteeringPlan | SteeringRefusal:
+    """Steer it off exactly the pools it breaks on, and prove it: the steered spec, placed again, lands
+    on no pool it breaks on and (affinity) on every other pool it could land on before."""
+    if not config.steering.enabled:
+        return SteeringRefusal("steering is disabled")
+    if request.sub_resource or (request.kind == "Pod" and request.operation == "UPDATE"):
+        return SteeringRefusal("a pod that exists cannot be moved")
+    if request.object is None:
+        return SteeringRefusal("there is no object to change")
+    breaking_here = [g for g in placement.pools if effects.of(g)[0] is Effect.BREAKS]
+    remaining: tuple[Pool, ...] = ()
+    if inventory is None:
+        requirements = evidence_exclusions(breaking_here, config)
+    else:
+        breaking_all = 0
+        for i, group in enumerate(inventory.pools):
+            if effects.of(group)[0] is Effect.BREAKS:
+                breaking_all |= 1 << i
+        requirements, left = exclude_pools(inventory, breaking_all, placement.mask & breaking_all, config)
+        remaining = tuple(g for i, g in enumerate(inventory.pools) if left >> i & 1)
+    if remaining and config.steering.strategy is SteeringStrategy.AFFINITY:
+        return _unlabelled(remaining)
+    steered_from = ",".join(sorted({g.classification.profile for g in breaking_here}))
+    plan = steer_away_from(request.object, pod, requirements, steered_from, config)
+    if isinstance(plan, SteeringRefusal):
+        return plan
+    after = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
+    if after.nowhere:
+        return SteeringRefusal("steering would leave no node it can land on")
+    still = [g for g in after.pools if effects.of(g)[0] is Effect.BREAKS]
+    if still:
+        return _unlabelled(tuple(still))
+    if config.steering.strategy is SteeringStrategy.AFFINITY:
+        # Imagined pools (no inventory) can only be excluded by their evidence label as a whole: there,
+        # losing an immutable OS it would work on is the price of steering blind; a general one, never.
+        kept = {_key(g) for g in placement.pools if effects.of(g)[0] is not Effect.BREAKS
+                and (inventory is not None or g.node_class is NodeClass.GENERAL)}  # fmt: skip
+        lost = kept - {_key(g) for g in after.pools}
+        if lost:
+            # The chooser never picks a value a kept pool carries, so this is a defect: refuse, loudly.
+            return SteeringRefusal(f"steering would also exclude pools it works on ({len(lost)} groups)")
+    return plan
+
+
+def _unlabelled(pools: tuple[Pool, ...]) -> SteeringRefusal:
+    names = ", ".join(dict.fromkeys(p.describe() for p in pools))
+    return SteeringRefusal(
+        f"{names} carry no node label that only pools it breaks on carry",
+        fix=f"label those nodes {PROFILE_LABEL}=<profile> (the node labeller can) so steering can exclude "
+        "them, or fix the host access",
+    )
