@@ -241,7 +241,8 @@ def test_probes_and_graceful_termination(helm: str) -> None:
     # distroless has no shell: the preStop delay is the kubelet's sleep action, not `exec sleep`.
     assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
     grace = one(objects, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace > 5 + 20  # the preStop sleep, then the server's 20 s drain
+    assert "--drain-seconds=15" in c["args"]
+    assert grace > 5 + 15 + 1  # the preStop sleep, then the server's drain and its 1 s last call
 
     no_hook = container(template(helm, {"deployment": {"preStopSleepSeconds": 0}}))
     assert "lifecycle" not in no_hook
@@ -573,7 +574,8 @@ def test_schema_rejects_typos_with_the_path(helm: str, values: dict[str, Any], m
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"deployment": {"terminationGracePeriodSeconds": 20}}, "must exceed deployment.preStopSleepSeconds (5) plus"),
+        ({"deployment": {"terminationGracePeriodSeconds": 21}}, "must exceed deployment.preStopSleepSeconds (5) plus deployment.drainSeconds (15)"),
+        ({"deployment": {"drainSeconds": 30}}, "terminationGracePeriodSeconds (30) must exceed"),
         ({"deployment": {"replicas": 1}}, "deployment.replicas (1) must exceed podDisruptionBudget.minAvailable (1)"),
         ({"deployment": {"enabled": False}}, "set webhook.url"),
         ({"config": {"steering": {"strategy": "nodeSelector"}}}, "needs config.steering.nodeSelector"),

@@ -103,7 +103,7 @@ async def test_a_6_mb_update_review_is_answered(app: Running) -> None:
 @pytest.mark.parametrize(
     ("ampersands", "over_controller_runtime"),
     [(640 * 1024, True), (1_450_000, True)],
-    ids=["0.6MB-of-&", "1.45MB-of-&-near-etcds-limit"],
+    ids=["640KiB-of-&", "1.45MB-of-&-near-etcds-limit"],
 )
 async def test_an_update_of_a_pod_full_of_ampersands_as_the_apiserver_escapes_it_is_answered(
     app: Running, ampersands: int, over_controller_runtime: bool

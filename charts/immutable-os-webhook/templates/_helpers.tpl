@@ -97,8 +97,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* The checks that need no cluster: cross-field rules the schema cannot say. */}}
 {{- define "iow.validate" -}}
 {{- $d := .Values.deployment -}}
-{{- if and $d.enabled (le (int $d.terminationGracePeriodSeconds) (add (int $d.preStopSleepSeconds) 20)) -}}
-{{- fail (printf "deployment.terminationGracePeriodSeconds (%d) must exceed deployment.preStopSleepSeconds (%d) plus the server's 20 s graceful drain" (int $d.terminationGracePeriodSeconds) (int $d.preStopSleepSeconds)) -}}
+{{- if and $d.enabled (le (int $d.terminationGracePeriodSeconds) (add (int $d.preStopSleepSeconds) (int $d.drainSeconds) 1)) -}}
+{{- fail (printf "deployment.terminationGracePeriodSeconds (%d) must exceed deployment.preStopSleepSeconds (%d) plus deployment.drainSeconds (%d) plus the server's 1 s last call" (int $d.terminationGracePeriodSeconds) (int $d.preStopSleepSeconds) (int $d.drainSeconds)) -}}
 {{- end -}}
 {{- if and $d.enabled .Values.podDisruptionBudget.enabled (le (int $d.replicas) (int .Values.podDisruptionBudget.minAvailable)) -}}
 {{- fail (printf "deployment.replicas (%d) must exceed podDisruptionBudget.minAvailable (%d), or no node could ever be drained; raise replicas or set podDisruptionBudget.enabled=false" (int $d.replicas) (int .Values.podDisruptionBudget.minAvailable)) -}}

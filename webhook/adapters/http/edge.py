@@ -21,11 +21,11 @@ MiB = 1024 * 1024
 # is an object etcd can store: at most 1.5 MiB (etcd's --max-request-bytes; an object over that fails at
 # storage whatever a webhook answers, so its review need not fit). The apiserver writes the review with
 # Go's encoding/json, which escapes `&`, `<` and `>` (and U+2028, U+2029, control characters) as 6-byte
-# `\u0026` escapes, so a stored string of 1.5 MiB of `&` arrives as 9 MiB; field names and punctuation
-# grow less than 6x (a protobuf field costs at least 2 bytes, its JSON name and quotes less than 12).
+# `\u0026` escapes, so a stored string of 1.5 MiB of `&` arrives as 9 MiB. Field names and punctuation
+# grow an object less (a container with every boolean field set is ~5x its stored protobuf size).
 # Hence 2 x 6 x 1.5 MiB, plus 1 MiB for the envelope (request metadata, userInfo groups and extra,
 # options). controller-runtime's 7 MiB (2 x 3 MiB + 1 MiB) counts object + oldObject + envelope but not
-# the escapes: a 0.6 MB pod of `&` in an UPDATE already passes it.
+# the escapes: an UPDATE of a pod holding 640 KiB of `&` already passes it (7.5 MiB).
 ETCD_MAX_OBJECT_BYTES = 3 * MiB // 2
 GO_JSON_ESCAPE_GROWTH = 6
 REVIEW_ENVELOPE_BYTES = 1 * MiB
@@ -39,11 +39,13 @@ FREE_BYTES_PER_BODY = 64 * 1024
 MAX_PENDING_BODY_BYTES = 64 * MiB
 
 # Decoded JSON costs far more than its text: `{"a":1},` is 8 bytes and a 200-byte dict. Every member of
-# an object and element of an array follows a `{`, `[` or `,`, and costs at most ~130 bytes decoded, so
-# their count bounds what json.loads will build. A million is ~130 MB, and 5x what an UPDATE of two
-# dense 1.5 MiB objects holds. Counted over the raw bytes (commas inside strings count too): three
-# memchr passes, a few ms for a body at the cap.
-MAX_JSON_VALUES = 1_000_000
+# an object and element of an array follows a `{`, `[` or `,`, so their count bounds what json.loads will
+# build, at ~160 bytes each at worst (measured: an object of a million keys took the process from 61 to
+# 220 MiB). 750,000 bounds one decode to ~120 MB. A dense pod (60 containers with 300 env vars, 20 ports
+# and 20 mounts each) is 13 bytes of JSON a value, so an UPDATE of two such pods as large as etcd stores
+# holds ~250,000 to 460,000. Counted over the raw bytes (commas inside strings count too): three memchr
+# passes, a few ms at the cap. Reviews are decoded one at a time (on the event loop).
+MAX_JSON_VALUES = 750_000
 
 
 @dataclass(frozen=True)
