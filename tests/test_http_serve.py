@@ -21,6 +21,7 @@ import pytest
 from tests.builders import review_for
 from tests.pki import HOST, Pki
 from tests.serving import ACL_POD, Process
+from webhook.cli import main
 
 KEPT_ALIVE = 4
 REQUESTS_BEFORE_SIGTERM = 20
@@ -201,3 +202,23 @@ def test_sigterm_finishes_the_request_in_flight_serves_newcomers_then_exits_0_an
         if proc.proc.poll() is None:
             proc.proc.kill()
         proc.proc.wait(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--drain-seconds", "0", "not a positive number of seconds"),
+     ("--drain-seconds", "nan", "not a positive number of seconds"),
+     ("--drain-seconds", "inf", "not a positive number of seconds"),
+     ("--max-connections", "0", "not a positive whole number"),
+     ("--max-connections", "-5", "not a positive whole number")],
+    ids=["drain-zero", "drain-nan", "drain-inf", "cap-zero", "cap-negative"],
+)  # fmt: skip
+def test_serve_refuses_a_drain_or_a_cap_that_is_not_positive(
+    pki: Pki, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--example-nodes", "--cert-file", str(pki.cert_path), "--key-file", str(pki.key_path),
+              f"{flag}={value}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert flag in err and message in err, err

@@ -124,17 +124,26 @@ def _serve_parser(sub: Any) -> None:
                    f"most S seconds (default {DRAIN_SECONDS:g}; keep it below the pod's "
                    "terminationGracePeriodSeconds minus its preStop sleep)")  # fmt: skip
     cap = ConnectionLimits().max_connections
-    p.add_argument("--max-connections", type=int, default=cap, metavar="N",
+    p.add_argument("--max-connections", type=_positive_int, default=cap, metavar="N",
                    help="open client connections at most; past it the least recently active one that is "
                    f"not being answered is closed (default {cap})")  # fmt: skip
     p.set_defaults(run=run_serve)
 
 
 def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return int(text)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -166,9 +175,6 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: --cert-file/--key-file: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     service = AdmissionService(config, state, source)
-    if args.max_connections < 1:
-        print(f"error: --max-connections: {args.max_connections} is not a positive number", file=sys.stderr)
-        return EXIT_BAD_INPUT
     limits = replace(ConnectionLimits(), max_connections=args.max_connections)
     options = ServeOptions(args.host, args.port, args.cert_file, args.key_file,
                            drain_seconds=args.drain_seconds, limits=limits)  # fmt: skip
