@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import resource
+import socket
 import ssl
 import threading
 import time
@@ -217,6 +218,22 @@ async def test_when_every_connection_is_being_answered_a_new_one_waits_instead_o
             release.set()
             assert [(await t)[0] for t in answers] == [200, 200]
             assert await asyncio.wait_for(third, timeout=10) == 200
+
+
+async def test_answered_connections_a_client_never_lets_go_of_make_room(pki: Pki) -> None:
+    """Two clients ask with `Connection: close`, then neither read nor close (blocking TLS sockets that
+    are never read do not answer the server's TLS close, which waits up to 30 s here). A third client is
+    still served, well before that."""
+    limits = ConnectionLimits(max_connections=2, tls_close_seconds=30)
+    request = (f"POST /validate HTTP/1.1\r\nHost: webhook\r\nConnection: close\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(REVIEW)}\r\n\r\n").encode() + REVIEW  # fmt: skip
+    with serving(service_for(), pki, limits=limits) as served, contextlib.ExitStack() as stack:
+        for _ in range(2):
+            raw = stack.enter_context(socket.create_connection((HOST, served.port), timeout=10))
+            tls = stack.enter_context(pki.client_context().wrap_socket(raw, server_hostname=HOST))
+            tls.sendall(request)
+        await asyncio.sleep(0.5)  # both answered; their TLS closes wait on clients that do not read
+        assert await asyncio.wait_for(_connect_and_ask(served), timeout=10) == 200
 
 
 async def _connect_and_ask(served: Served) -> int:

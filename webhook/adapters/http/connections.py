@@ -57,6 +57,7 @@ class Phase(enum.Enum):
     HEAD = "head"
     BODY = "body"
     ANSWERING = "answering"  # the request is in; the app judges it and writes the answer
+    CLOSING = "closing"  # answered with `Connection: close`; the TLS close may wait on the client
 
 
 class Connection:
@@ -201,7 +202,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def _follow(self) -> None:
         """Move to the phase h11's state says the request is in."""
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None:
+            return
+        if self.transport.is_closing():
+            # Answered and closing: nothing of ours is left to do, so it may make room at once rather
+            # than when a client that never acknowledges the TLS close lets go.
+            if self.connection.phase is not Phase.CLOSING:
+                self._enter(Phase.CLOSING, None, "")
             return
         their, phase = self.conn.their_state, self.connection.phase
         answering = self.cycle is not None and not self.cycle.response_complete
