@@ -46,6 +46,7 @@ logger = logging.getLogger("webhook.serve")
 # asyncio gives every TLS connection a 256 KiB read buffer from its accept on (a class attribute of
 # SSLProtocol, no parameter), which is 280 KiB a connection and 560 MB for 2,000 held ones. 16 KiB, one
 # TLS record, makes it ~42 KiB; a large body then takes more, smaller reads, which costs nothing here.
+# Set for the whole process at startup: the serve process has no other asyncio TLS.
 TLS_READ_BUFFER_BYTES = 16 * 1024
 # h11's limit on a request head (the request line and headers; the apiserver sends ~1 KB): larger is 400.
 MAX_HEAD_BYTES = 16 * 1024
