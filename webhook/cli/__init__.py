@@ -159,11 +159,7 @@ def run_serve(args: argparse.Namespace) -> int:
         state.namespaces = load_namespace_labels(args.namespace_labels)
         source = server.StaticSource()
     else:
-        try:
-            api = cluster.api_client_from(args.kubeconfig)
-        except cluster.ClusterConfigError as err:
-            print(f"error: --kubeconfig: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        api = cluster.api_client_from(args.kubeconfig)  # a ClusterConfigError names the flag and the fix
         mirror = cluster.ClusterMirror(api, state.set_nodes, state.set_namespaces)
         source = server.ClusterSource(mirror, config.max_inventory_staleness_seconds)
     try:
@@ -219,11 +215,9 @@ def _scan_parser(sub: Any) -> None:
 def run_scan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     assumptions = listing.parse_assumptions(args.assume_immutable)
+    api = cluster.api_client_from(args.kubeconfig)
     try:
-        api = cluster.api_client_from(args.kubeconfig)
         found = listing.collect(api, args.namespace)
-    except cluster.ClusterConfigError as err:
-        raise ConfigError(str(err), field="--kubeconfig") from err
     except kubernetes.client.ApiException as err:
         fix = "the identity needs get/list on nodes, namespaces and workloads"
         raise ConfigError(
