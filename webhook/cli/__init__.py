@@ -138,6 +138,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--namespace-labels", help="with a static inventory: YAML {namespace: {label: value}}")
     p.add_argument("--own-namespace", default=os.environ.get("POD_NAMESPACE", ""),
                    help="the webhook's own namespace, always exempt (default: $POD_NAMESPACE)")  # fmt: skip
+    p.add_argument("--label-nodes", action="store_true",
+                   help="keep immutable-os.io/profile=<profile> on nodes whose own evidence says so "
+                   "(server-side apply; needs patch on nodes)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=run_serve)
 
@@ -152,15 +155,26 @@ def run_serve(args: argparse.Namespace) -> int:
         config = replace(config, exemptions=exemptions)
     state = server.InventoryState(config)
     mirror = None
+    labeller = None
     source: server.InventorySource
     if args.nodes_file or args.example_nodes:
+        if args.label_nodes:
+            raise ConfigError(
+                "labels live nodes, so it needs the node watch",
+                field="--label-nodes",
+                fix="drop --nodes-file/--example-nodes, or drop --label-nodes",
+            )
         nodes = load_nodes(args.nodes_file)
         state.replace_nodes(nodes)
         state.namespaces = load_namespace_labels(args.namespace_labels)
         source = server.StaticSource()
     else:
         api = cluster.api_client_from(args.kubeconfig)  # a ClusterConfigError names the flag and the fix
-        mirror = cluster.ClusterMirror(api, state.set_nodes, state.set_namespaces)
+        on_nodes: cluster.OnChange = state.set_nodes
+        if args.label_nodes:
+            labeller = cluster.NodeLabeller(cluster.server_side_apply(api), config)
+            on_nodes = cluster.publish_to(labeller.observe, state.set_nodes)
+        mirror = cluster.ClusterMirror(api, on_nodes, state.set_namespaces)
         source = server.ClusterSource(mirror, config.max_inventory_staleness_seconds)
     try:
         reloader = tls.CertReloader(args.cert_file, args.key_file)
@@ -169,6 +183,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     service = server.AdmissionService(config, state, source)
     options = server.ServeOptions(args.host, args.port, args.cert_file, args.key_file)
+    if labeller is not None:
+        labeller.start()
     if mirror is not None:
         mirror.start()
     try:
@@ -176,6 +192,8 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         if mirror is not None:
             mirror.stop()
+        if labeller is not None:
+            labeller.stop()
     return 0
 
 

@@ -41,6 +41,17 @@ OnChange = Callable[[Snapshot], None]
 ListFunction = Callable[..., Any]
 """A generated list call such as `CoreV1Api.list_node`: takes `watch`, `resource_version`, ... kwargs."""
 
+
+def publish_to(*consumers: OnChange) -> OnChange:
+    """One on_change callback that hands each snapshot to every consumer, in order."""
+
+    def publish(snapshot: Snapshot) -> None:
+        for consumer in consumers:
+            consumer(snapshot)
+
+    return publish
+
+
 # The server ends a watch after timeoutSeconds; silence much longer than that means a half-open
 # connection, so the socket read timeout is the watch timeout plus this grace.
 _WATCH_READ_GRACE_SECONDS = 30.0
