@@ -290,7 +290,7 @@ def test_server_errors_back_off_then_recover(
         watching(fake, mirror)
         resume_from = mirror.resource_version
         fake.nodes.watch_answers.extend(["http-500", "event-500", "http-500"])
-        with caplog.at_level(logging.WARNING, logger="webhook.adapters.cluster"):
+        with caplog.at_level(logging.DEBUG, logger="webhook.adapters.cluster"):
             fake.nodes.drop_watches()
             wait_until(
                 lambda: len(fake.nodes.watch_requests) == 5 and fake.nodes.open_watches == 1, "watching"
@@ -340,7 +340,7 @@ def test_after_an_outage_the_first_answer_ends_the_backoff_and_a_410_relists_wit
     mirror = node_mirror(backoff=OUTAGE_BACKOFF, uniform=lambda: 1.0, clock=clock)
     fake.nodes.put("a")
     watching(fake, mirror)
-    with caplog.at_level(logging.INFO, logger="webhook.adapters.cluster"):
+    with caplog.at_level(logging.DEBUG, logger="webhook.adapters.cluster"):
         fake.go_down()
         wait_until(lambda: mirror.restarts >= 5, "several attempts are refused")
         # Meanwhile a node joins, and the restarted apiserver's watch cache starts after our version.
@@ -361,6 +361,18 @@ def test_after_an_outage_the_first_answer_ends_the_backoff_and_a_410_relists_wit
     assert (mirror.failures, mirror.relists, len(fake.nodes.list_requests)) == (0, 1, 2)
     assert mirror.last_sync_monotonic == 130.0
 
+    # One attempt a few hundredths of a second (a second in production): warnings at the 1st, 2nd, 4th,
+    # 8th... failure in a row, the rest at debug, and one line when the API answers again.
+    in_a_row = [
+        (record.levelno, int(match.group(1)))
+        for record in caplog.records
+        if (match := re.search(r"\((\d+) in a row\)", record.getMessage()))
+    ]
+    assert [n for _, n in in_a_row] == list(range(1, len(in_a_row) + 1))
+    assert [n for level, n in in_a_row if level == logging.WARNING] == [n for n in (1, 2, 4, 8, 16, 32)
+                                                                        if n <= len(in_a_row)]  # fmt: skip
+    assert f"nodes: the API answers again after {len(in_a_row)} failed attempts" in caplog.messages
+
 
 def test_an_established_watch_ends_the_backoff_before_any_event(
     fake: FakeApiServer, node_mirror: MirrorFactory, caplog: pytest.LogCaptureFixture
@@ -369,7 +381,7 @@ def test_an_established_watch_ends_the_backoff_before_any_event(
     mirror = node_mirror(backoff=OUTAGE_BACKOFF, uniform=lambda: 1.0, clock=clock)
     watching(fake, mirror)
     fake.nodes.watch_answers.extend(["http-500"] * 4)
-    with caplog.at_level(logging.WARNING, logger="webhook.adapters.cluster"):
+    with caplog.at_level(logging.DEBUG, logger="webhook.adapters.cluster"):
         fake.nodes.drop_watches()
         wait_until(lambda: len(fake.nodes.watch_requests) == 6, "four failed watches, then one more")
         wait_until(lambda: mirror.failures == 0, "the established watch resets the failures")

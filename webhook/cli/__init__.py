@@ -217,6 +217,10 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if level != "debug":
+        # urllib3 warns on each of its quick internal retries of a refused connection; the cluster
+        # mirrors report the failed attempt itself, and how many came in a row.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def _scan_parser(sub: Any) -> None:

@@ -311,6 +311,10 @@ class ObjectMirror:
 
     def _feed(self, happening: Happening) -> Retry | None:
         step = reduce(self._state, happening)
+        if self._state.failures > 1 and step.state.failures == 0:
+            logger.info(
+                "%s: the API answers again after %d failed attempts", self.resource, self._state.failures
+            )
         self._state = step.state
         if isinstance(step.action, Publish):
             self._publish()
@@ -339,9 +343,20 @@ class ObjectMirror:
     def _log_retry(self, retry: Retry, delay: float) -> None:
         if retry.expired:
             logger.info("%s watch expired (%s); listing again in %.2fs", self.resource, retry.reason, delay)
-        else:
-            step = "list" if retry.listing else "watch"
-            logger.warning("%s %s failed: %s; retrying in %.2fs", self.resource, step, retry.reason, delay)
+            return
+        # An outage means an attempt every second or so: warn at the 1st, 2nd, 4th, 8th... failure in a row.
+        failures = retry.backoff_step
+        level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+        step = "list" if retry.listing else "watch"
+        logger.log(
+            level,
+            "%s %s failed (%d in a row): %s; retrying in %.2fs",
+            self.resource,
+            step,
+            failures,
+            retry.reason,
+            delay,
+        )
 
     def _publish(self) -> None:
         self._snapshot = self._state.objects
