@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -223,6 +224,15 @@ def _error_stream(code: int) -> _Stream:
     return stream
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets its connection (a mirror cutting its watch on stop) is no fault of the fake.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeApiServer:
     """The fake API server: `nodes` and `namespaces` collections behind one loopback port."""
 
@@ -273,9 +283,7 @@ class FakeApiServer:
         self._thread.start()
 
     def _listen(self, address: Any) -> ThreadingHTTPServer:
-        httpd = ThreadingHTTPServer(address, _handler_for(self))
-        httpd.daemon_threads = True
-        return httpd
+        return _QuietServer(address, _handler_for(self))
 
     def _serve(self) -> threading.Thread:
         return threading.Thread(target=self._httpd.serve_forever, args=(_POLL_SECONDS,), daemon=True)
