@@ -5,7 +5,8 @@ WebhookError                  base; `str(err)` is the message a person acts on
 ├── ReviewError               an AdmissionReview is malformed (field = JSON path in the review)
 ├── ManifestError             a manifest for `check` is unreadable or not an object we judge
 │   └── UnsupportedKindError  a well-formed object of a kind we do not judge
-└── NodeListError             a node inventory file is malformed
+├── NodeListError             a node inventory file is malformed
+└── ClusterConfigError        no usable way to reach the Kubernetes API (field = the flag to fix)
 Nothing user-caused surfaces as a traceback or an HTTP 500: the shells catch WebhookError.
 """
 
@@ -45,3 +46,7 @@ class UnsupportedKindError(ManifestError):
 
 class NodeListError(WebhookError):
     """A node inventory (e.g. `kubectl get nodes -o yaml`) is malformed."""
+
+
+class ClusterConfigError(WebhookError):
+    """No usable way to reach the Kubernetes API (bad kubeconfig, not in a pod, no default kubeconfig)."""

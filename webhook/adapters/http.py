@@ -288,7 +288,7 @@ def create_app(service: AdmissionService) -> Starlette:
     async def readyz(request: HttpRequest) -> Response:
         if service.source.ready():
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "waiting for the first node and namespace list"}, status_code=503)
+        return JSONResponse({"status": "waiting for a current node and namespace list"}, status_code=503)
 
     async def metrics(request: HttpRequest) -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -336,7 +336,7 @@ class ClusterSource:
         self.max_staleness_seconds = max_staleness_seconds
 
     def ready(self) -> bool:
-        return self.mirror.synced
+        return not self.stale()
 
     def stale(self) -> bool:
         return not self.mirror.synced or self.mirror.is_stale(self.max_staleness_seconds)

@@ -113,6 +113,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--namespace-labels", help="with a static inventory: YAML {namespace: {label: value}}")
     p.add_argument("--own-namespace", default=os.environ.get("POD_NAMESPACE", ""),
                    help="the webhook's own namespace, always exempt (default: $POD_NAMESPACE)")  # fmt: skip
+    p.add_argument("--label-nodes", action="store_true",
+                   help="keep immutable-os.io/profile=<profile> on nodes whose own evidence says so "
+                   "(server-side apply; needs patch on nodes)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=run_serve)
 
@@ -127,19 +130,26 @@ def run_serve(args: argparse.Namespace) -> int:
         config = replace(config, exemptions=exemptions)
     state = server.InventoryState(config)
     mirror = None
+    labeller = None
     source: server.InventorySource
     if args.nodes_file or args.example_nodes:
+        if args.label_nodes:
+            raise ConfigError(
+                "labels live nodes, so it needs the node watch",
+                field="--label-nodes",
+                fix="drop --nodes-file/--example-nodes, or drop --label-nodes",
+            )
         nodes = load_nodes(args.nodes_file)
         state.replace_nodes(nodes)
         state.namespaces = load_namespace_labels(args.namespace_labels)
         source = server.StaticSource()
     else:
-        try:
-            api = cluster.api_client_from(args.kubeconfig)
-        except cluster.ClusterConfigError as err:
-            print(f"error: --kubeconfig: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        mirror = cluster.ClusterMirror(api, state.set_nodes, state.set_namespaces)
+        api = cluster.api_client_from(args.kubeconfig)  # a ClusterConfigError names the flag and the fix
+        on_nodes: cluster.OnChange = state.set_nodes
+        if args.label_nodes:
+            labeller = cluster.NodeLabeller(cluster.server_side_apply(api), config)
+            on_nodes = cluster.publish_to(labeller.observe, state.set_nodes)
+        mirror = cluster.ClusterMirror(api, on_nodes, state.set_namespaces)
         source = server.ClusterSource(mirror, config.max_inventory_staleness_seconds)
     try:
         reloader = tls.CertReloader(args.cert_file, args.key_file)
@@ -148,6 +158,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     service = server.AdmissionService(config, state, source)
     options = server.ServeOptions(args.host, args.port, args.cert_file, args.key_file)
+    if labeller is not None:
+        labeller.start()
     if mirror is not None:
         mirror.start()
     try:
@@ -155,6 +167,8 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         if mirror is not None:
             mirror.stop()
+        if labeller is not None:
+            labeller.stop()
     return 0
 
 
@@ -178,6 +192,10 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if level != "debug":
+        # urllib3 warns on each of its quick internal retries of a refused connection; the cluster
+        # mirrors report the failed attempt itself, and how many came in a row.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def _scan_parser(sub: Any) -> None:
@@ -194,11 +212,9 @@ def _scan_parser(sub: Any) -> None:
 def run_scan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     assumptions = listing.parse_assumptions(args.assume_immutable)
+    api = cluster.api_client_from(args.kubeconfig)
     try:
-        api = cluster.api_client_from(args.kubeconfig)
         found = listing.collect(api, args.namespace)
-    except cluster.ClusterConfigError as err:
-        raise ConfigError(str(err), field="--kubeconfig") from err
     except kubernetes.client.ApiException as err:
         fix = "the identity needs get/list on nodes, namespaces and workloads"
         raise ConfigError(
