@@ -648,9 +648,9 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
 
     from starlette.requests import Request as HttpRequest
 
-    from webhook import cli
     from webhook.adapters import http as server
     from webhook.adapters.files import load_nodes
+    from webhook.cli import serve as cli
     from webhook.core.admission import Endpoint, judge, read_review, respond
     from webhook.core.config import Config
 
@@ -663,7 +663,7 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
         cli.configure_logging("info")  # the log line goes where the CLI sends it: stdout, here /dev/null
         config = Config()
         state = server.InventoryState(config)
-        state.set_nodes({n["metadata"]["name"]: n for n in cli._wire_nodes(load_nodes(nodes_file))})
+        state.replace_nodes(load_nodes(nodes_file))
         service = server.AdmissionService(config, state, server.StaticSource())
         inventory = state.usable(service.source)
         review_log = logging.getLogger("webhook.review")
@@ -741,7 +741,7 @@ LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
         lambda f, n: "/webhook/" in f and not f.endswith(("server.py", "cli.py")),
     ),
     ("webhook server edge (handle, _record)", lambda f, n: f.endswith("webhook/server.py")),
-    ("logging (incl. JsonFormatter)", lambda f, n: "/logging/" in f or f.endswith("webhook/cli.py")),
+    ("logging (incl. JsonFormatter)", lambda f, n: "/logging/" in f or f.endswith("webhook/cli/serve.py")),
     ("prometheus_client", lambda f, n: "/prometheus_client/" in f),
     ("starlette", lambda f, n: "/starlette/" in f),
     ("uvicorn + h11", lambda f, n: "/uvicorn/" in f or "/h11/" in f),
@@ -785,7 +785,7 @@ def profile_layers(path: str) -> tuple[int, dict[str, float], dict[str, float]]:
         ("webhook/server.py", "render"): "render",
         ("webhook/server.py", "_record"): "_record (metrics + log)",
         ("logging/__init__.py", "info"): "Logger.info (log line)",
-        ("webhook/cli.py", "format"): "JsonFormatter.format",
+        ("webhook/cli/serve.py", "format"): "JsonFormatter.format",
     }
     for (file, _, name), (_, _, _, cumtime, callers) in stats.items():
         for (suffix, fn), label in wanted.items():
