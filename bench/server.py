@@ -648,12 +648,12 @@ def breakdown(requests: list[Prepared], nodes_file: str, quick: bool) -> dict[st
 
     from starlette.requests import Request as HttpRequest
 
-    from webhook import cli
     from webhook.adapters.files import load_nodes
     from webhook.adapters.http.edge import AsciiJSONResponse
     from webhook.adapters.http.inventory import InventoryState
     from webhook.adapters.http.service import AdmissionService
     from webhook.adapters.http.sources import StaticSource
+    from webhook.cli import serve as cli
     from webhook.core.admission import Endpoint, answer, respond
     from webhook.core.config import Config
     from webhook.core.review import read_review
@@ -745,7 +745,7 @@ LAYERS: list[tuple[str, Callable[[str, str], bool]]] = [
         lambda f, n: "/webhook/core/" in f,
     ),
     ("webhook HTTP service and edge (handle, _record)", lambda f, n: "/webhook/adapters/http/" in f),
-    ("logging (incl. JsonFormatter)", lambda f, n: "/logging/" in f or "/webhook/cli/" in f),
+    ("logging (incl. JsonFormatter)", lambda f, n: "/logging/" in f or f.endswith("webhook/cli/serve.py")),
     ("prometheus_client", lambda f, n: "/prometheus_client/" in f),
     ("starlette", lambda f, n: "/starlette/" in f),
     ("uvicorn + h11", lambda f, n: "/uvicorn/" in f or "/h11/" in f),
@@ -789,7 +789,7 @@ def profile_layers(path: str) -> tuple[int, dict[str, float], dict[str, float]]:
         ("http/edge.py", "render"): "render",
         ("http/service.py", "_record"): "_record (metrics + log)",
         ("logging/__init__.py", "info"): "Logger.info (log line)",
-        ("cli/__init__.py", "format"): "JsonFormatter.format",
+        ("webhook/cli/serve.py", "format"): "JsonFormatter.format",
     }
     for (file, _, name), (_, _, _, cumtime, callers) in stats.items():
         for (suffix, fn), label in wanted.items():

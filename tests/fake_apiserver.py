@@ -1,7 +1,8 @@
 """A scriptable fake of the Kubernetes API's list and watch endpoints for nodes and namespaces.
 
 It serves real HTTP on 127.0.0.1 so the real `kubernetes` client is tested, not a mock of it; tests
-push events, drop or end watch streams, and make watches or lists answer 410, 500 or ERROR events.
+push events, drop or end watch streams, make watches or lists answer 410, 500 or ERROR events, and take
+the whole server down and back up on the same port (an apiserver outage).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -171,9 +173,12 @@ class FakeResource:
                 }
             ).encode()
 
-    def open_stream(self, since: str) -> _Stream | int:
-        """Register a watch from `since`: the stream (with replayed history), or an HTTP status."""
+    def open_stream(self, since: str) -> _Stream | int | None:
+        """Register a watch from `since`: the stream (with replayed history), an HTTP status, or None
+        while the server is down."""
         with self._server.lock:
+            if self._server.down:
+                return None
             stream = _Stream()
             if since and int(since) < self._compacted_rv:
                 return 410 if self.gone_form == "http" else _error_stream(410)
@@ -219,6 +224,15 @@ def _error_stream(code: int) -> _Stream:
     return stream
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets its connection (a mirror cutting its watch on stop) is no fault of the fake.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeApiServer:
     """The fake API server: `nodes` and `namespaces` collections behind one loopback port."""
 
@@ -226,11 +240,12 @@ class FakeApiServer:
         self.lock = threading.RLock()
         self.rv = 100
         self.stopping = threading.Event()
+        # While down, nothing listens on the port, and a request already accepted gets no answer.
+        self.down = False
         self.nodes = FakeResource(self, "nodes", "Node")
         self.namespaces = FakeResource(self, "namespaces", "Namespace")
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(_POLL_SECONDS,), daemon=True)
+        self._httpd = self._listen(("127.0.0.1", 0))
+        self._thread = self._serve()
 
     @property
     def url(self) -> str:
@@ -248,6 +263,31 @@ class FakeApiServer:
         self._thread.start()
         return self
 
+    def go_down(self) -> None:
+        """An outage: stop listening (clients get connection refused) and cut every open watch."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=2)
+        with self.lock:
+            self.down = True
+            self.nodes.drop_watches()
+            self.namespaces.drop_watches()
+
+    def come_back(self) -> None:
+        """Listen again on the same port, with the same objects and history (compact() first to model an
+        apiserver whose fresh watch cache no longer has the clients' resourceVersions)."""
+        with self.lock:
+            self.down = False
+        self._httpd = self._listen(self._httpd.server_address[:2])
+        self._thread = self._serve()
+        self._thread.start()
+
+    def _listen(self, address: Any) -> ThreadingHTTPServer:
+        return _QuietServer(address, _handler_for(self))
+
+    def _serve(self) -> threading.Thread:
+        return threading.Thread(target=self._httpd.serve_forever, args=(_POLL_SECONDS,), daemon=True)
+
     def stop(self) -> None:
         self.stopping.set()
         self._httpd.shutdown()
@@ -264,6 +304,10 @@ def _handler_for(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            with server.lock:
+                if server.down:
+                    self.close_connection = True  # no answer at all, as from a process that has gone
+                    return
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")
             resource = server.resource(parts[-1]) if parts[:2] == ["api", "v1"] and len(parts) == 3 else None
@@ -298,11 +342,14 @@ def _handler_for(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                 code = int(answer[-3:])
                 self._send_json(code, _status(code, _REASONS[code], "scripted failure"))
                 return
-            stream: _Stream | int
+            stream: _Stream | int | None
             if answer is not None:
                 stream = _error_stream(int(answer[-3:]))
             else:
                 stream = resource.open_stream(query.get("resourceVersion", ""))
+            if stream is None:
+                self.close_connection = True  # went down while this request was in flight
+                return
             if isinstance(stream, int):
                 self._send_json(stream, _status(stream, _REASONS[stream], "too old resource version"))
                 return

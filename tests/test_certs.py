@@ -1,4 +1,5 @@
-"""Tests for webhook.adapters.certs: the chain verifies, reuse keeps the CA, and every bad flag exits 2 cleanly."""
+"""The certificate library (webhook.adapters.certs) and its CLI (webhook.cli.certs): the chain verifies,
+reuse keeps the CA, library errors name the parameter, and every bad flag exits 2 with one line."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from webhook.adapters import certs
+from webhook.cli import certs as certs_cli
+from webhook.cli import main
+from webhook.errors import CertificateError
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -34,7 +38,7 @@ SERVICE_NAMES = (
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="webhook certs")
-    certs.configure_parser(parser)
+    certs_cli.configure_parser(parser)
     return parser.parse_args(list(argv))
 
 
@@ -170,7 +174,7 @@ def test_every_serial_is_new(ca: certs.CertificateAuthority) -> None:
 
 def test_expired_ca_is_refused() -> None:
     ca = certs.generate_ca("test-ca", days=1, now=NOW)
-    with pytest.raises(certs.CertificateError, match="--ca-cert: the CA expired on 2026-01-16"):
+    with pytest.raises(CertificateError, match="ca_cert: the CA expired on 2026-01-16"):
         certs.issue_serving_cert(ca, "svc", "ns", now=NOW + timedelta(days=2))
 
 
@@ -226,14 +230,14 @@ def test_cli_reuse_keeps_the_ca_and_the_bundle(
 ) -> None:
     out = tmp_path / "out"
     args = parse("--out-dir", str(out), "--ca-cert", str(ca_files[0]), "--ca-key", str(ca_files[1]))
-    assert certs.run(args) == 0
+    assert certs_cli.run(args) == 0
     assert capsys.readouterr().out.splitlines()[-1] == certs.ca_bundle_b64(ca.cert_pem)
     assert (out / "ca.crt").read_bytes() == ca.cert_pem
     first = x509.load_pem_x509_certificate((out / "tls.crt").read_bytes())
 
     # A rotation: run again from the written CA; same caBundle, new serving certificate.
     assert (
-        certs.run(
+        certs_cli.run(
             parse("--out-dir", str(out), "--ca-cert", str(out / "ca.crt"), "--ca-key", str(out / "ca.key"))
         )
         == 0
@@ -259,7 +263,7 @@ def test_secret_manifest(ca: certs.CertificateAuthority) -> None:
 
 def test_secret_manifest_rejects_a_bad_name(ca: certs.CertificateAuthority) -> None:
     serving = certs.issue_serving_cert(ca, "svc", "ns", now=NOW)
-    with pytest.raises(certs.CertificateError, match="--secret-name: 'Webhook_TLS' is not a valid name"):
+    with pytest.raises(CertificateError, match="secret_name: 'Webhook_TLS' is not a valid name"):
         certs.secret_manifest("Webhook_TLS", "ns", serving, ca)
 
 
@@ -285,7 +289,7 @@ def test_cli_writes_files_with_modes_and_prints_the_bundle_last(
         "--out-dir", str(out), "--ip", "127.0.0.1", "--dns", "localhost", "--secret-name", "webhook-tls",
         "--service", "hook", "--namespace", "sys",
     )  # fmt: skip
-    assert certs.run(args) == 0
+    assert certs_cli.run(args) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in out.iterdir()}
@@ -312,13 +316,13 @@ def test_cli_writes_files_with_modes_and_prints_the_bundle_last(
 
 
 def test_cli_rsa(tmp_path: Path) -> None:
-    assert certs.run(parse("--out-dir", str(tmp_path), "--key-type", "rsa")) == 0
+    assert certs_cli.run(parse("--out-dir", str(tmp_path), "--key-type", "rsa")) == 0
     key = serialization.load_pem_private_key((tmp_path / "tls.key").read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 3072
 
 
 def test_cli_notes_a_lifetime_cut_short_by_the_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert certs.run(parse("--out-dir", str(tmp_path), "--ca-days", "30")) == 0
+    assert certs_cli.run(parse("--out-dir", str(tmp_path), "--ca-days", "30")) == 0
     assert "note: tls.crt expires with its CA" in capsys.readouterr().err
 
 
@@ -368,7 +372,7 @@ def _out_dir_is_a_file(tmp_path: Path, ca: certs.CertificateAuthority) -> list[s
 BAD_INPUTS = [
     ("invalid-ip", ["--ip", "300.1.1.1"], "--ip: '300.1.1.1' is not an IP address", "127.0.0.1"),
     ("ip-is-a-name", ["--ip", "localhost"], "--ip: 'localhost' is not an IP address", "IPv4 or IPv6"),
-    ("days-zero", ["--days", "0"], "--days: must be a positive number of days, got 0", "--days 365"),
+    ("days-zero", ["--days", "0"], "--days: must be a positive number of days, got 0", "e.g. 365"),
     ("ca-days-negative", ["--ca-days", "-5"], "--ca-days: must be a positive number of days, got -5", "365"),
     ("bad-service", ["--service", "My_Svc"], "--service: 'My_Svc' is not a valid name", "RFC 1035"),
     (
@@ -385,12 +389,12 @@ BAD_INPUTS = [
         "unreadable-ca",
         ["--ca-cert", "/nonexistent/ca.crt", "--ca-key", "/nonexistent/ca.key"],
         "--ca-cert: cannot read /nonexistent/ca.crt: No such file or directory",
-        "pass the path of the CA certificate",
+        "give the path of the CA certificate",
     ),
     ("ca-not-pem", _garbage_cert, "is not a PEM certificate", "--ca-cert"),
     ("ca-key-not-pem", _garbage_key, "--ca-key: ", "is not a PEM private key"),
     ("ca-key-mismatch", _mismatched_key, "--ca-key: ", "does not match the CA certificate"),
-    ("ca-key-encrypted", _encrypted_key, "--ca-key: ", "is encrypted; decrypt it"),
+    ("ca-key-encrypted", _encrypted_key, "--ca-key: ", "is encrypted (decrypt it"),
     ("not-a-ca", _not_a_ca, "--ca-cert: ", "is not a CA certificate"),
     ("out-dir-unwritable", _out_dir_is_a_file, "--out-dir: cannot write", "a directory you can write to"),
 ]
@@ -410,8 +414,7 @@ def test_bad_input_exits_2_with_one_line(
     out = tmp_path / "out"
     extra = argv(tmp_path, ca) if callable(argv) else argv
     assert isinstance(extra, list)
-    args = parse("--out-dir", str(out), *extra)
-    assert certs.run(args) == 2
+    assert main(["certs", "--out-dir", str(out), *extra]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
@@ -420,15 +423,12 @@ def test_bad_input_exits_2_with_one_line(
     assert not out.exists()  # nothing written on bad input
 
 
-def test_unknown_key_type_is_a_certificate_error() -> None:
-    with pytest.raises(certs.CertificateError, match="--key-type: unknown key type 'dsa'; pass ecdsa or rsa"):
+def test_library_errors_name_the_parameter_not_a_flag() -> None:
+    with pytest.raises(CertificateError) as raised:
         certs.generate_ca("x", key_type="dsa")
-
-
-def test_certificate_error_names_flag_and_fix() -> None:
-    error = certs.CertificateError("--ip", "'x' is not an IP address", "pass 127.0.0.1")
-    assert (error.flag, error.problem, error.fix) == ("--ip", "'x' is not an IP address", "pass 127.0.0.1")
-    assert str(error) == "--ip: 'x' is not an IP address; pass 127.0.0.1"
+    assert (raised.value.field, raised.value.fix) == ("key_type", "use ecdsa or rsa")
+    assert str(raised.value) == "key_type: unknown key type 'dsa' (use ecdsa or rsa)"
+    assert certs_cli.flag("ca_days") == "--ca-days"
 
 
 # --- certs/generate.sh ---------------------------------------------------------------------------------
@@ -450,10 +450,5 @@ def test_generate_sh_runs_the_cli(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    not_wired = (
-        "No module named webhook.__main__" in result.stderr or "invalid choice: 'certs'" in result.stderr
-    )
-    if result.returncode != 0 and not_wired:
-        pytest.skip("`python -m webhook certs` is not wired into webhook/cli.py yet")
     assert result.returncode == 0, result.stderr
     assert base64.b64decode(result.stdout.splitlines()[-1]) == (tmp_path / "ca.crt").read_bytes()

@@ -312,6 +312,23 @@ def test_rbac_is_get_list_watch_on_nodes_and_namespaces_only(helm: str) -> None:
     assert kinds(template(helm, {"rbac": {"create": False}})).count("ClusterRole") == 0
 
 
+def test_rbac_patches_nodes_only_with_the_labeller_enabled(helm: str) -> None:
+    read = {"apiGroups": [""], "resources": ["nodes", "namespaces"], "verbs": ["get", "list", "watch"]}
+    for values in ({}, {"labeller": {"enabled": False}}):
+        objects = template(helm, values)
+        assert one(objects, "ClusterRole")["rules"] == [read]
+        assert build_parser().parse_args(["serve", *container(objects)["args"]]).label_nodes is False
+
+    labelling = template(helm, {"labeller": {"enabled": True}})
+    assert one(labelling, "ClusterRole")["rules"] == [
+        read, {"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]}
+    ]  # fmt: skip
+    assert build_parser().parse_args(["serve", *container(labelling)["args"]]).label_nodes is True
+    assert "--label-nodes" in container(labelling)["args"]
+    no_rbac = template(helm, {"labeller": {"enabled": True}, "rbac": {"create": False}})
+    assert "ClusterRole" not in kinds(no_rbac)
+
+
 # -------------------------------------------------------------------------------------------- webhooks
 
 
@@ -562,6 +579,8 @@ def test_config_change_rolls_the_pods(helm: str) -> None:
         ({"webhook": {"url": "http://10.0.0.5:8443"}}, "at '/webhook/url'"),
         ({"webhook": {"timeoutSeconds": 31}}, "at '/webhook/timeoutSeconds'"),
         ({"certificates": {"mode": "generated"}}, "at '/certificates/mode'"),
+        ({"labeller": {"enable": True}}, "additional properties 'enable' not allowed"),
+        ({"labeller": {"enabled": "yes"}}, "at '/labeller/enabled'"),
         ({"deployment": {"securityContext": {"runAsUser": 0}}}, "additional properties 'securityContext' not allowed"),
     ],
 )  # fmt: skip

@@ -137,3 +137,23 @@ def test_module_entry_point_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "webhook", "check", str(EXAMPLES / "web-deployment.yaml")],
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 0 and result.stdout.startswith("ALLOWED  Deployment default/web")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kubeconfig", "{tmp}/missing"], "error: --kubeconfig: cannot use kubeconfig '{tmp}/missing'"),
+        (["--example-nodes", "--label-nodes"], "error: --label-nodes: labels live nodes, so it needs the node watch"),
+    ],
+    ids=["unreadable-kubeconfig", "labeller-without-the-node-watch"],
+)  # fmt: skip
+def test_serve_refuses_what_cannot_work_with_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    # A subprocess: `serve` configures the process's logging, which the test session must keep.
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "serve", "--cert-file", str(tmp_path / "tls.crt"),
+         "--key-file", str(tmp_path / "tls.key"), *(a.format(tmp=tmp_path) for a in args)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(message.format(tmp=tmp_path)), result.stderr
+    assert "(pass --kubeconfig" in result.stderr or "(drop --nodes-file/--example-nodes" in result.stderr

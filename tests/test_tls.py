@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from tests.pki import HOST, Pki, replace_file
 from webhook.adapters import certs, tls
+from webhook.errors import ServingCertificateError
 
 STREAM_REQUESTS = 200
 STREAM_WORKERS = 4
@@ -111,9 +112,7 @@ def test_server_context_settings(pki: Pki) -> None:
 def test_unusable_pair_is_a_typed_error_naming_the_files(pki: Pki, break_it: Callable[[Pki], object]) -> None:
     break_it(pki)
     for make in (tls.make_server_context, tls.CertReloader):
-        with pytest.raises(
-            tls.ServingCertificateError, match=f"cannot serve TLS with {pki.cert_path}"
-        ) as info:
+        with pytest.raises(ServingCertificateError, match=f"cannot serve TLS with {pki.cert_path}") as info:
             make(pki.cert_path, pki.key_path)
         assert "matching unencrypted key" in str(info.value)
 
@@ -129,7 +128,7 @@ def test_encrypted_key_is_refused_not_prompted_for(pki: Pki) -> None:
             serialization.BestAvailableEncryption(b"secret"),
         )
     )
-    with pytest.raises(tls.ServingCertificateError, match="the private key is encrypted"):
+    with pytest.raises(ServingCertificateError, match="the private key is encrypted"):
         tls.CertReloader(pki.cert_path, pki.key_path)
 
 

@@ -5,8 +5,12 @@ WebhookError                  base; `str(err)` is the message a person acts on
 ├── ReviewError               an AdmissionReview is malformed (field = JSON path in the review)
 ├── ManifestError             a manifest for `check` is unreadable or not an object we judge
 │   └── UnsupportedKindError  a well-formed object of a kind we do not judge
-└── NodeListError             a node inventory file is malformed
-Nothing user-caused surfaces as a traceback or an HTTP 500: the shells catch WebhookError.
+├── NodeListError             a node inventory file is malformed
+├── ClusterConfigError        no usable way to reach the Kubernetes API (field = the flag to fix)
+└── CertificateError          a certificate, key or their inputs are unusable (field = the parameter)
+    └── ServingCertificateError   the serving pair cannot serve TLS (field = the files)
+Nothing user-caused surfaces as a traceback or an HTTP 500: the HTTP edge answers 400 or the configured
+stance, and the CLI has one handler (webhook/cli/__init__.py: "error: <field>: <message> (<fix>)", exit 2).
 """
 
 from __future__ import annotations
@@ -45,3 +49,15 @@ class UnsupportedKindError(ManifestError):
 
 class NodeListError(WebhookError):
     """A node inventory (e.g. `kubectl get nodes -o yaml`) is malformed."""
+
+
+class ClusterConfigError(WebhookError):
+    """No usable way to reach the Kubernetes API (bad kubeconfig, not in a pod, no default kubeconfig)."""
+
+
+class CertificateError(WebhookError):
+    """A certificate, key, or an input to making one (lifetime, names, addresses) cannot be used."""
+
+
+class ServingCertificateError(CertificateError):
+    """The serving certificate and key cannot serve TLS (unreadable, mismatched, encrypted)."""

@@ -414,6 +414,25 @@ class ControlPlane:
         if errors:
             raise errors[0]
 
+    def stop_apiserver(self, *, kill: bool = False) -> None:
+        """Stop kube-apiserver only (SIGTERM, then SIGKILL after `stop_timeout`; at once with `kill`),
+        keeping etcd and every file: an apiserver outage. `start_apiserver` brings it back."""
+        proc = self._procs.get("kube-apiserver")
+        if proc is None or not proc.alive():
+            return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                proc.popen.kill()
+        _terminate(proc, self.stop_timeout)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again after `stop_apiserver`: same port, certificates, flags and etcd (so
+        the same objects); returns once ``/readyz`` is ok. Does nothing if it is running."""
+        proc = self._procs.get("kube-apiserver")
+        if proc is not None and proc.alive():
+            return
+        self._start_apiserver()
+
     @property
     def running(self) -> dict[str, bool]:
         """Process name -> still alive."""

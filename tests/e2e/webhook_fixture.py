@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import yaml
@@ -100,11 +101,14 @@ class WebhookProcess:
         *,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        kubeconfig: Path | None = None,
         extra_args: Sequence[str] = (),
         same_pki_as: WebhookProcess | None = None,
     ) -> None:
+        """`kubeconfig` defaults to the control plane's admin; `extra_args` go to `serve` as they are."""
         self.control_plane = control_plane
         self.name = name
+        self.kubeconfig = kubeconfig or control_plane.kubeconfig_path
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -141,7 +145,7 @@ class WebhookProcess:
             sys.executable, "-m", "webhook", "serve",
             f"--cert-file={self.cert_path}", f"--key-file={self.key_path}",
             f"--host={LOOPBACK}", f"--port={self.port}",
-            f"--kubeconfig={self.control_plane.kubeconfig_path}", f"--config={self.config_path}",
+            f"--kubeconfig={self.kubeconfig}", f"--config={self.config_path}",
             "--log-level=debug",  # tests read every review from the log, clean ones included
             *self.extra_args,
         ]  # fmt: skip
@@ -234,19 +238,29 @@ class WebhookProcess:
     def logs(self, lines: int = 60) -> str:
         return tail(self.log_path, lines)
 
-    def log_entries(self) -> list[dict[str, Any]]:
-        """The JSON log lines the server wrote so far."""
+    def reviews(self) -> list[dict[str, Any]]:
+        """The JSON review log lines the server wrote so far."""
+        return self.log_entries("review")
+
+    def log_entries(self, message: str | None = None) -> list[dict[str, Any]]:
+        """The JSON log lines the server wrote so far (those whose msg is `message`, if given)."""
         entries = []
         for line in self.log_path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 entry = json.loads(line)
-                if isinstance(entry, dict):
+                if isinstance(entry, dict) and (message is None or entry.get("msg") == message):
                     entries.append(entry)
         return entries
 
-    def reviews(self) -> list[dict[str, Any]]:
-        """The JSON review log lines the server wrote so far."""
-        return [entry for entry in self.log_entries() if entry.get("msg") == "review"]
+    def post(self, path: str, body: Mapping[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """POST JSON (an AdmissionReview to /mutate or /validate) the way the apiserver does; the answer."""
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context()) as resp:
+            answer: dict[str, Any] = json.loads(resp.read())
+            return answer
 
 
 def webhook_entry(

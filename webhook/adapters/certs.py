@@ -1,6 +1,7 @@
 """Certificate tooling for the webhook's TLS: a private CA and the serving certificate it signs.
 
-A shell module (it writes files); `webhook certs` and certs/generate.sh are its command-line surface.
+A library: it makes, reads and checks certificates, and writes nothing; `python -m webhook certs`
+(webhook/cli/certs.py) and certs/generate.sh are its command-line surface.
 
 Choices, and why (certs/README.md says the same for operators):
 - Keys: ECDSA P-256 by default (small, fast handshakes, accepted by every kube-apiserver); `--key-type rsa`
@@ -17,26 +18,22 @@ Choices, and why (certs/README.md says the same for operators):
   for RSA, whose TLS 1.2 key transport needs it), BasicConstraints CA=false, SKI/AKI so chains build
   unambiguously.
 
-Every user-caused problem raises CertificateError naming the flag and the fix; `run` prints it as one line
-on stderr and exits 2.
+Every user-caused problem raises CertificateError naming the parameter at fault (`days`, `ca_cert`, ...)
+and the fix; the CLI turns the parameter into its flag.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import ipaddress
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, TypedDict
 
-import yaml
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,19 +41,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from webhook.errors import CertificateError
+
 KeyType = Literal["ecdsa", "rsa"]
 KEY_TYPES: tuple[KeyType, ...] = ("ecdsa", "rsa")
 SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 DEFAULT_SERVICE = "immutable-os-webhook"
 DEFAULT_NAMESPACE = "immutable-os-webhook"
-DEFAULT_OUT_DIR = "./certs-out"
 CA_DAYS = 3650
 SERVING_DAYS = 365
 RSA_BITS = 3072
 CLOCK_SKEW = timedelta(minutes=5)
-
-EXIT_USAGE = 2
 
 # Kubernetes name rules: Service names are RFC 1035 labels, namespaces RFC 1123 labels, Secret names
 # RFC 1123 subdomains. Checking here turns an apiserver rejection later into a clear message now.
@@ -64,16 +60,6 @@ _RFC1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _RFC1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _RFC1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS_SAN = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-class CertificateError(Exception):
-    """A user-caused problem with certificate input; the message names the flag at fault and the fix."""
-
-    def __init__(self, flag: str, problem: str, fix: str) -> None:
-        super().__init__(f"{flag}: {problem}; {fix}")
-        self.flag = flag
-        self.problem = problem
-        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -113,7 +99,7 @@ def generate_ca(
     common_name: str, *, key_type: str = "ecdsa", days: int = CA_DAYS, now: datetime | None = None
 ) -> CertificateAuthority:
     """A new self-signed CA that may sign leaf certificates only (pathlen 0)."""
-    _check_days("--ca-days", days)
+    check_days("ca_days", days)
     key = _new_key(key_type)
     issued = now or datetime.now(UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -147,16 +133,16 @@ def issue_serving_cert(
     now: datetime | None = None,
 ) -> ServingCertificate:
     """A serving certificate for Service `service` in `namespace`, signed by `ca`."""
-    _check_days("--days", days)
+    check_days("days", days)
     dns_names = serving_dns_names(service, namespace, dns)
-    ip_addresses = [_parse_ip(ip) for ip in ips]
+    ip_addresses = [parse_ip(ip) for ip in ips]
     ca_cert, ca_key = _parse_ca(ca.cert_pem, ca.key_pem, cert_source="the CA", key_source="the CA key")
     issued = now or datetime.now(UTC)
     if ca_cert.not_valid_after_utc <= issued:
         raise CertificateError(
-            "--ca-cert",
             f"the CA expired on {ca_cert.not_valid_after_utc:%Y-%m-%d}",
-            "generate a new CA (omit --ca-cert/--ca-key) and register its caBundle",
+            field="ca_cert",
+            fix="generate a new CA and register its caBundle",
         )
     key = _new_key(key_type)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{service}.{namespace}.svc")])
@@ -186,12 +172,12 @@ def issue_serving_cert(
 
 def serving_dns_names(service: str, namespace: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
     """The DNS SANs of a serving certificate: every in-cluster name of the Service, then `extra`."""
-    _check_name("--service", service, _RFC1035_LABEL, 63, "an RFC 1035 label such as immutable-os-webhook")
-    _check_name("--namespace", namespace, _RFC1123_LABEL, 63, "an RFC 1123 label such as kube-system")
+    _check_name("service", service, _RFC1035_LABEL, 63, "an RFC 1035 label such as immutable-os-webhook")
+    _check_name("namespace", namespace, _RFC1123_LABEL, 63, "an RFC 1123 label such as kube-system")
     names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
     names += [f"{service}.{namespace}.svc.cluster.local"]
     for name in extra:
-        _check_name("--dns", name.lower(), _DNS_SAN, 253, "a DNS name such as webhook.example.com")
+        _check_name("dns", name.lower(), _DNS_SAN, 253, "a DNS name such as webhook.example.com")
         names.append(name.lower())
     return tuple(dict.fromkeys(names))
 
@@ -203,8 +189,8 @@ def ca_bundle_b64(ca_pem: bytes) -> str:
 
 def load_ca(cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> CertificateAuthority:
     """An existing CA from PEM files, checked to be a CA whose key matches its certificate."""
-    cert_pem = _read("--ca-cert", cert_path, "the CA certificate (ca.crt) written by an earlier run")
-    key_pem = _read("--ca-key", key_path, "the CA key (ca.key) written together with --ca-cert")
+    cert_pem = _read("ca_cert", cert_path, "the CA certificate (ca.crt) written by an earlier run")
+    key_pem = _read("ca_key", key_path, "the CA key (ca.key) written together with the CA certificate")
     cert, key = _parse_ca(cert_pem, key_pem, cert_source=str(cert_path), key_source=str(key_path))
     return CertificateAuthority(cert_pem=_cert_pem(cert), key_pem=_key_pem(key))
 
@@ -213,8 +199,8 @@ def secret_manifest(
     name: str, namespace: str, serving: ServingCertificate, ca: CertificateAuthority
 ) -> SecretManifest:
     """A `kubernetes.io/tls` Secret holding the serving pair and the CA certificate (never the CA key)."""
-    _check_secret_name(name)
-    _check_name("--namespace", namespace, _RFC1123_LABEL, 63, "an RFC 1123 label such as kube-system")
+    check_secret_name(name)
+    _check_name("namespace", namespace, _RFC1123_LABEL, 63, "an RFC 1123 label such as kube-system")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -228,117 +214,32 @@ def secret_manifest(
     }
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the `certs` flags to `parser`; `run` takes the parsed namespace."""
-    parser.add_argument("--service", default=DEFAULT_SERVICE, help="Service name (default: %(default)s)")
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="its namespace (default: %(default)s)")
-    parser.add_argument(
-        "--dns", action="append", default=[], metavar="NAME", help="extra DNS SAN (repeatable)"
-    )
-    parser.add_argument(
-        "--ip", action="append", default=[], metavar="ADDR", help="extra IP SAN, e.g. 127.0.0.1 (repeatable)"
-    )
-    parser.add_argument(
-        "--out-dir", default=DEFAULT_OUT_DIR, help="where to write files (default: %(default)s)"
-    )
-    parser.add_argument("--ca-cert", metavar="PATH", help="reuse this CA certificate (keeps the caBundle)")
-    parser.add_argument("--ca-key", metavar="PATH", help="the key of --ca-cert")
-    parser.add_argument(
-        "--key-type",
-        choices=KEY_TYPES,
-        default="ecdsa",
-        help="ECDSA P-256 or RSA 3072, for a new CA and the serving key",
-    )
-    parser.add_argument("--days", type=int, default=SERVING_DAYS, help="serving cert lifetime (default: 365)")
-    parser.add_argument("--ca-days", type=int, default=CA_DAYS, help="new CA lifetime (default: 3650)")
-    parser.add_argument(
-        "--secret-name", metavar="NAME", help="also write secret.yaml, a kubernetes.io/tls Secret"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write ca.crt, ca.key, tls.crt, tls.key (and secret.yaml); print the caBundle as stdout's last line."""
-    try:
-        return _run(args)
-    except CertificateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-def _run(args: argparse.Namespace) -> int:
-    # Check every flag before the slow part (RSA keygen) and before touching the disk.
-    _check_days("--days", args.days)
-    _check_days("--ca-days", args.ca_days)
-    serving_dns_names(args.service, args.namespace, args.dns)
-    for ip in args.ip:
-        _parse_ip(ip)
-    if args.secret_name is not None:
-        _check_secret_name(args.secret_name)
-    if (args.ca_cert is None) != (args.ca_key is None):
-        missing, given = ("--ca-key", "--ca-cert") if args.ca_key is None else ("--ca-cert", "--ca-key")
-        raise CertificateError(
-            missing,
-            f"is required when {given} is given",
-            "pass both --ca-cert and --ca-key, or neither for a new CA",
-        )
-
-    if args.ca_cert is not None:
-        ca = load_ca(args.ca_cert, args.ca_key)
-    else:
-        ca = generate_ca(f"{args.service}-ca", key_type=args.key_type, days=args.ca_days)
-    serving = issue_serving_cert(
-        ca, args.service, args.namespace, dns=args.dns, ips=args.ip, days=args.days, key_type=args.key_type
-    )
-
-    out_dir = Path(args.out_dir)
-    files: list[tuple[str, bytes, int]] = [
-        ("ca.crt", ca.cert_pem, 0o644),
-        ("ca.key", ca.key_pem, 0o600),
-        ("tls.crt", serving.cert_pem, 0o644),
-        ("tls.key", serving.key_pem, 0o600),
-    ]
-    if args.secret_name is not None:
-        manifest = secret_manifest(args.secret_name, args.namespace, serving, ca)
-        # The Secret carries tls.key, so it is as private as the key itself.
-        files.append(("secret.yaml", yaml.safe_dump(dict(manifest), sort_keys=False).encode(), 0o600))
-    for name, data, mode in files:
-        _write_atomically(out_dir / name, data, mode)
-        print(f"wrote {out_dir / name}")
-
-    not_after = serving.certificate.not_valid_after_utc
-    if not_after >= ca.certificate.not_valid_after_utc:
-        print(
-            f"note: tls.crt expires with its CA on {not_after:%Y-%m-%d}; --days was cut short",
-            file=sys.stderr,
-        )
-    print(ca_bundle_b64(ca.cert_pem))
-    return 0
-
-
-def _check_days(flag: str, days: int) -> None:
+def check_days(param: str, days: int) -> None:
     if days <= 0:
         raise CertificateError(
-            flag, f"must be a positive number of days, got {days}", f"pass e.g. {flag} 365"
+            f"must be a positive number of days, got {days}", field=param, fix="give e.g. 365"
         )
 
 
-def _check_name(flag: str, value: str, rule: re.Pattern[str], max_len: int, what: str) -> None:
+def _check_name(param: str, value: str, rule: re.Pattern[str], max_len: int, what: str) -> None:
     if len(value) > max_len or rule.fullmatch(value) is None:
         raise CertificateError(
-            flag, f"{value!r} is not a valid name", f"pass {what} (at most {max_len} chars)"
+            f"{value!r} is not a valid name", field=param, fix=f"give {what} (at most {max_len} chars)"
         )
 
 
-def _check_secret_name(name: str) -> None:
-    _check_name("--secret-name", name, _RFC1123_SUBDOMAIN, 253, "a DNS subdomain such as webhook-tls")
+def check_secret_name(name: str) -> None:
+    _check_name("secret_name", name, _RFC1123_SUBDOMAIN, 253, "a DNS subdomain such as webhook-tls")
 
 
-def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         return ipaddress.ip_address(value)
     except ValueError:
         raise CertificateError(
-            "--ip", f"{value!r} is not an IP address", "pass an IPv4 or IPv6 address such as 127.0.0.1"
+            f"{value!r} is not an IP address",
+            field="ip",
+            fix="give an IPv4 or IPv6 address such as 127.0.0.1",
         ) from None
 
 
@@ -347,7 +248,7 @@ def _new_key(key_type: str) -> SigningKey:
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    raise CertificateError("--key-type", f"unknown key type {key_type!r}", "pass ecdsa or rsa")
+    raise CertificateError(f"unknown key type {key_type!r}", field="key_type", fix="use ecdsa or rsa")
 
 
 def _key_usage(
@@ -375,12 +276,12 @@ def _authority_key_id(ca_cert: x509.Certificate, ca_key: SigningKey) -> x509.Aut
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
-def _read(flag: str, path: str | os.PathLike[str], what: str) -> bytes:
+def _read(param: str, path: str | os.PathLike[str], what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as error:
         raise CertificateError(
-            flag, f"cannot read {path}: {error.strerror}", f"pass the path of {what}"
+            f"cannot read {path}: {error.strerror}", field=param, fix=f"give the path of {what}"
         ) from None
 
 
@@ -391,33 +292,33 @@ def _parse_ca(
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
         raise CertificateError(
-            "--ca-cert",
             f"{cert_source} is not a PEM certificate",
-            "pass the ca.crt written by an earlier run",
+            field="ca_cert",
+            fix="give the ca.crt written by an earlier run",
         ) from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
         raise CertificateError(
-            "--ca-key",
             f"{key_source} is encrypted",
-            "decrypt it (openssl pkey -in ENCRYPTED -out ca.key), or omit --ca-cert/--ca-key for a new CA",
+            field="ca_key",
+            fix="decrypt it (openssl pkey -in ENCRYPTED -out ca.key), or generate a new CA",
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise CertificateError(
-            "--ca-key",
             f"{key_source} is not a PEM private key",
-            "pass the ca.key written together with ca.crt",
+            field="ca_key",
+            fix="give the ca.key written together with ca.crt",
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise CertificateError(
-            "--ca-key", f"{key_source} is neither ECDSA nor RSA", "use an ECDSA or RSA CA key"
+            f"{key_source} is neither ECDSA nor RSA", field="ca_key", fix="use an ECDSA or RSA CA key"
         )
     if _spki(cert.public_key()) != _spki(key.public_key()):
         raise CertificateError(
-            "--ca-key",
             f"{key_source} does not match the CA certificate {cert_source}",
-            "pass the ca.key written together with that ca.crt",
+            field="ca_key",
+            fix="give the ca.key written together with that ca.crt",
         )
     try:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -425,9 +326,9 @@ def _parse_ca(
         is_ca = False
     if not is_ca:
         raise CertificateError(
-            "--ca-cert",
             f"{cert_source} is not a CA certificate (it lacks BasicConstraints CA=true)",
-            "pass the ca.crt written by an earlier run, not a tls.crt",
+            field="ca_cert",
+            fix="give the ca.crt written by an earlier run, not a tls.crt",
         )
     return cert, key
 
@@ -446,23 +347,3 @@ def _key_pem(key: SigningKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    # Write beside the target and rename: a reader (the webhook's reloader, a kubectl apply) sees the old
-    # file or the new one, never half of one; mkstemp creates it 0600, so a key is never briefly readable.
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as error:
-        raise CertificateError(
-            "--out-dir", f"cannot write {path}: {error.strerror}", "pass a directory you can write to"
-        ) from None

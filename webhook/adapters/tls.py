@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from webhook.errors import ServingCertificateError
+
 if TYPE_CHECKING:
     import uvicorn
 
@@ -37,10 +39,6 @@ CHECK_INTERVAL_SECONDS = 2.0
 
 # (st_mtime_ns, st_size, st_ino) of the certificate, then of the key.
 _Stamp = tuple[int, int, int, int, int, int]
-
-
-class ServingCertificateError(Exception):
-    """The serving certificate or key cannot be used; the message names the files and the fix."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,9 @@ def _as_files(pair: _Pair) -> Iterator[tuple[str, str]]:
 
 def _refuse_encrypted_key() -> bytes:
     # Without a callback OpenSSL would prompt on the terminal for a passphrase and block the server.
-    raise ServingCertificateError("the private key is encrypted; the webhook needs an unencrypted PEM key")
+    raise ServingCertificateError(
+        "the private key is encrypted", fix="the webhook needs an unencrypted PEM key"
+    )
 
 
 def _unusable(
@@ -191,6 +191,6 @@ def _unusable(
 ) -> ServingCertificateError:
     reason = f"{error.strerror}: {error.filename}" if isinstance(error, OSError) and error.filename else error
     return ServingCertificateError(
-        f"cannot serve TLS with {os.fspath(cert_path)} and {os.fspath(key_path)} ({reason}); "
-        "point them at a PEM certificate and its matching unencrypted key, e.g. from `webhook certs`"
+        f"cannot serve TLS with {os.fspath(cert_path)} and {os.fspath(key_path)} ({reason})",
+        fix="point them at a PEM certificate and its matching unencrypted key, e.g. from `webhook certs`",
     )

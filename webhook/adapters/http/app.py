@@ -1,7 +1,7 @@
 """The HTTP app: the routes of the service and the JSON answer to a path or method it does not serve.
 
-POST /mutate and /validate go to the admission service; GET /healthz (liveness), /readyz (the first node
-and namespace lists are in) and /metrics (Prometheus text format) are answered here.
+POST /mutate and /validate go to the admission service; GET /healthz (liveness), /readyz (the node and
+namespace lists are in and current) and /metrics (Prometheus text format) are answered here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def create_app(service: AdmissionService) -> Starlette:
     async def readyz(request: Request) -> Response:
         if service.source.ready():
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "waiting for the first node and namespace list"}, status_code=503)
+        return JSONResponse({"status": "waiting for a current node and namespace list"}, status_code=503)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -38,7 +38,7 @@ class ClusterSource:
         self.max_staleness_seconds = max_staleness_seconds
 
     def ready(self) -> bool:
-        return self.mirror.synced
+        return not self.stale()
 
     def stale(self) -> bool:
         return not self.mirror.synced or self.mirror.is_stale(self.max_staleness_seconds)
