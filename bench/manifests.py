@@ -69,9 +69,10 @@ def run(count: int, rounds: int) -> dict[str, Any]:
         yaml_path, json_path = Path(tmp) / "ds.yaml", Path(tmp) / "ds.json"
         yaml_path.write_text(text)
         json_path.write_text(as_json)
+        pure, libyaml = yaml.SafeLoader, yaml.CSafeLoader
         seconds = {
-            "parse: yaml.SafeLoader (pure Python)": best(rounds, lambda: list(yaml.load_all(text, yaml.SafeLoader))),
-            "parse: yaml.CSafeLoader (libyaml)": best(rounds, lambda: list(yaml.load_all(text, yaml.CSafeLoader))),
+            "parse: yaml.SafeLoader (pure Python)": best(rounds, lambda: list(yaml.load_all(text, pure))),
+            "parse: yaml.CSafeLoader (libyaml)": best(rounds, lambda: list(yaml.load_all(text, libyaml))),
             "parse: json.loads (List)": best(rounds, lambda: json.loads(as_json)),
             "check FILE.yaml (read, classify, judge, print)": best(rounds, lambda: check(yaml_path)),
             "check FILE.json": best(rounds, lambda: check(json_path)),
@@ -100,7 +101,8 @@ def main_bench() -> int:
           f"best of {args.rounds} rounds")  # fmt: skip
     width = max(len(name) for name in figures["results"])
     for name, result in figures["results"].items():
-        print(f"  {name.ljust(width)}  {result['seconds'] * 1000:8.1f} ms  {result['documentsPerSecond']:8.0f} docs/s")
+        ms, rate = result["seconds"] * 1000, result["documentsPerSecond"]
+        print(f"  {name.ljust(width)}  {ms:8.1f} ms  {rate:8.0f} docs/s")
     return 0
 
 

@@ -91,7 +91,7 @@ def _nothing_to_judge(paths: list[str], documents: Any, summary: report.Summary)
     if not documents:
         fix = "give Kubernetes manifests: multi-document YAML, JSON or a List"
         return ManifestError("nothing to judge: no documents", field=where, fix=fix)
-    fix = f"give workloads ({', '.join(WORKLOAD_API_VERSIONS)})"
+    fix = f"give workloads: {', '.join(WORKLOAD_API_VERSIONS)}"
     if summary.unseen:
         fix = "add --include-system-namespaces to judge what the installed webhook never sees"
     return ManifestError(
