@@ -159,3 +159,13 @@ def test_read_only_changes_every_mount_of_the_volume_and_stops_creating_it() -> 
     mounts = [m for c in (*spec["initContainers"], *spec["containers"]) for m in c["volumeMounts"]]
     assert [(m["name"], m.get("readOnly")) for m in mounts] == [("v", True), ("v", True), ("other", None)]
     assert pod == before
+
+
+def test_an_entry_an_earlier_one_already_allows_is_left_out() -> None:
+    wide = named(tweak(host_path("/usr/local"), ON_FLATCAR), "wide")
+    narrow = named(tweak(host_path("/usr/local/bin"), ON_FLATCAR), "narrow")
+    plan = plan_for([wide, narrow])
+    assert len(plan.config_fixes()) == 2
+    assert config_snippet(None, plan)["allowedHostPaths"] == [{"pathPrefix": "/usr/local", "readOnly": False}]
+    assert config_snippet({"allowedHostPaths": [{"pathPrefix": "/usr", "readOnly": True}]}, plan)["allowedHostPaths"] == [
+        {"pathPrefix": "/usr", "readOnly": True}, {"pathPrefix": "/usr/local", "readOnly": False}]  # fmt: skip

@@ -333,6 +333,17 @@ def make_plan(
     return Plan(fail_on, tuple(steps))
 
 
+def _covers(entry: Mapping[str, Any], rule: HostPathRule) -> bool:
+    """Whether an allowedHostPaths entry already allows all that `rule` would."""
+    prefix = entry.get("pathPrefix")
+    writable = not entry.get("readOnly", False)
+    return (
+        isinstance(prefix, str)
+        and HostPathRule(prefix).covers(rule.path_prefix)
+        and (writable or rule.read_only)
+    )
+
+
 def config_snippet(raw: Mapping[str, Any] | None, plan: Plan) -> dict[str, Any]:
     """The config `raw` (a config file's mapping; None for the defaults) with the plan's config fixes
     added: what `--emit-config` prints."""
@@ -345,10 +356,11 @@ def config_snippet(raw: Mapping[str, Any] | None, plan: Plan) -> dict[str, Any]:
     for _, fix in plan.config_fixes():
         for rule in fix.host_paths:
             same = next((p for p in paths if p.get("pathPrefix") == rule.path_prefix), None)
-            if same is None:
+            if same is not None:
+                if same.get("readOnly", False) and not rule.read_only:
+                    same["readOnly"] = False  # one writable rule covers reading too
+            elif not any(_covers(p, rule) for p in paths):
                 paths.append(_rule(rule))
-            elif same.get("readOnly", False) and not rule.read_only:
-                same["readOnly"] = False  # one writable rule covers reading too
         if fix.kind is FixKind.EXEMPTION and fix.namespace not in namespaces:
             namespaces.append(fix.namespace)
     if paths:
