@@ -95,9 +95,13 @@ def test_writing_usr_is_steered_off_exactly_the_pools_it_breaks_on() -> None:
     assert steered["metadata"]["annotations"]["immutable-os.io/steered"] == (
         "Azure Container Linux,Azure Linux OS Guard,Flatcar Container Linux"
     )
-    warning = decision.warnings[0]
-    assert warning.startswith("steered away from pool acl (Azure Container Linux, 3 nodes), pool flatcar")
-    assert "writes /usr/local/bin; /usr is read-only (dm-verity) on Azure Container Linux" in warning
+    assert decision.warnings[0].startswith(
+        "steered away from pool acl (Azure Container Linux, 3 nodes), pool flatcar"
+    )
+    assert (
+        "writes /usr/local/bin; /usr is read-only (dm-verity) on Azure Container Linux"
+        in decision.warnings[1]
+    )
 
 
 def test_a_pod_that_breaks_only_some_immutable_oses_keeps_the_others() -> None:
@@ -138,9 +142,9 @@ def test_enforce_denies_a_pod_that_only_lands_where_it_breaks() -> None:
     assert verdict.message == (
         "Pod default/app breaks on every pool it can land on: pool flatcar (Flatcar Container Linux, 2 nodes). "
         "host-path spec.volumes[0].hostPath.path: writes /usr/local/bin; /usr is read-only (the /usr partition) "
-        "on Flatcar Container Linux. Fix: mount it read-only, or write under /var/lib or /opt where the OS allows "
-        "it; or schedule it on a general-purpose pool (nodeSelector kubernetes.azure.com/os-sku: Ubuntu) or ask "
-        "for an exemption."
+        "on Flatcar Container Linux. Fix: mount it read-only, or write only where the OS allows it and runs what "
+        "is written (docs/profiles.md); or schedule it on a general-purpose pool (nodeSelector "
+        "kubernetes.azure.com/os-sku: Ubuntu) or ask for an exemption."
     )
     response = respond("uid-9", verdict)["response"]
     assert response["status"]["code"] == 403 and "warnings" not in response
@@ -165,8 +169,12 @@ def test_warn_and_audit_never_change_an_object(mode: Mode) -> None:
     assert "patch" not in respond("u", decision.mutated)["response"]
     if mode is Mode.WARN:
         assert decision.validated.outcome is Outcome.WARNED
-        assert decision.warnings[0].startswith(
-            "would steer away from pool flatcar (Flatcar Container Linux, 2 nodes) in enforce mode: "
+        assert (
+            decision.warnings[0]
+            == "would steer away from pool flatcar (Flatcar Container Linux, 2 nodes) in enforce mode"
+        )
+        assert decision.warnings[1].startswith(
+            "host-path spec.volumes[0].hostPath.path: writes /usr/local/bin"
         )
         assert decision.validated.audit["would"] == "steer"
     else:
@@ -289,7 +297,7 @@ def test_unlabelled_immutable_pool_cannot_be_steered_and_the_fix_says_label_it()
     verdict = validate(tweak(WRITES_USR), inventory=inventory)
     assert verdict.outcome is Outcome.DENIED
     assert (
-        "pool like-fc0 (Flatcar Container Linux) carry no node label that only pools it breaks on carry"
+        "pool like-fc0 (Flatcar Container Linux) carries no node label that only pools it breaks on carry"
         in verdict.message
     )
     assert "label those nodes immutable-os.io/profile=<profile>" in verdict.message
@@ -315,9 +323,9 @@ def test_daemon_set_policy(policy: str, mutated: Outcome, validated: Outcome) ->
     assert (decision.mutated.outcome, decision.validated.outcome) == (mutated, validated)
     coverage = "DaemonSet monitoring/agent will {} on pool acl (3 nodes), pool flatcar (2 nodes), pool osguard (2 nodes)"
     if policy == "steer":
-        assert decision.warnings[1] == coverage.format("not run")
+        assert decision.warnings[2] == coverage.format("not run")
     elif policy == "warn":
-        assert decision.warnings[0].startswith(coverage.format("fail"))
+        assert decision.warnings[0] == coverage.format("fail")
     else:
         assert "steering.daemonSets: deny" in decision.validated.message
 
@@ -328,7 +336,7 @@ def test_a_pod_owned_by_a_daemon_set_reports_lost_coverage() -> None:
         {"kind": "DaemonSet", "name": "agent", "controller": True, "uid": "1"}
     ]
     warnings = both(pod).warnings
-    assert warnings[1] == "DaemonSet default/agent will not run on pool flatcar (2 nodes)"
+    assert warnings[2] == "DaemonSet default/agent will not run on pool flatcar (2 nodes)"
 
 
 def test_nowhere_is_allowed_with_a_warning() -> None:
@@ -364,7 +372,7 @@ def test_nsenter_into_the_host_to_install_packages_breaks() -> None:
     ]
     decision = both(setup)
     assert decision.mutated.outcome is Outcome.STEERED
-    assert "Flatcar Container Linux has no package manager and its /usr is read-only" in decision.warnings[0]
+    assert "Flatcar Container Linux has no package manager and its /usr is read-only" in decision.warnings[1]
     reboot = tweak(set_field("hostPID", True))
     reboot["spec"]["containers"][0]["command"] = [
         "/usr/bin/nsenter",
@@ -473,3 +481,25 @@ def test_evidence_only_placement_steers_by_labels_and_says_so() -> None:
     terms = steered["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     keys = {e["key"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
     assert "immutable-os.io/profile" in keys and "kubernetes.azure.com/os-sku-requested" in keys
+
+
+def test_daemon_set_warn_admits_the_pods_its_controller_pins_to_each_node() -> None:
+    node = next(p for p in mixed_inventory().pools if p.name == "flatcar").members[0]
+    pinned = tweak(WRITES_USR, set_field("affinity", {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}}))  # fmt: skip
+    pinned["metadata"]["ownerReferences"] = [
+        {"kind": "DaemonSet", "name": "agent", "controller": True, "uid": "1"}
+    ]
+    assert validate(pinned).outcome is Outcome.DENIED
+    warned = validate(pinned, Config.from_dict({"steering": {"daemonSets": "warn"}}))
+    assert warned.allowed and warned.outcome is Outcome.WARNED
+    assert warned.warnings[0] == "DaemonSet default/agent will fail on pool flatcar (2 nodes)"
+
+
+def test_unquoted_off_in_yaml_is_read_as_off() -> None:
+    config = Config.from_dict(
+        {"mode": False, "profiles": {"azure-linux-osguard": {"hostContract": {"codeIntegrity": False}}}}
+    )
+    assert config.mode is Mode.OFF
+    profile = config.profile("azure-linux-osguard")
+    assert profile is not None and profile.contract.code_integrity.value == "off"

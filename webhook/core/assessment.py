@@ -326,9 +326,10 @@ def _plan(
 
 
 def _unlabelled(pools: tuple[Pool, ...]) -> SteeringRefusal:
-    names = ", ".join(dict.fromkeys(p.describe() for p in pools))
+    described = list(dict.fromkeys(p.describe() for p in pools))
+    verb = "carries" if len(described) == 1 else "carry"
     return SteeringRefusal(
-        f"{names} carry no node label that only pools it breaks on carry",
+        f"{', '.join(described)} {verb} no node label that only pools it breaks on carry",
         fix=f"label those nodes {PROFILE_LABEL}=<profile> (the node labeller can) so steering can exclude "
         "them, or fix the host access",
     )

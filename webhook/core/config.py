@@ -284,6 +284,8 @@ def _type_name(value: Any) -> str:
 
 
 def _enum_value(value: Any, allowed: Sequence[str], where: str) -> str:
+    if value is False and "off" in allowed:
+        return "off"  # YAML 1.1 reads an unquoted `off` as false
     if not isinstance(value, str) or value not in allowed:
         raise ConfigError(f"invalid value {value!r}", field=where, fix=f"use one of: {', '.join(allowed)}")
     return value
@@ -391,15 +393,28 @@ def _contract(value: Any, where: str, base: HostContract) -> HostContract:
     trees = [Tree(path, e["access"], volatile=e["volatile"], noexec=e["noexec"], note="configured")
              for path, e in listed.items()]  # fmt: skip
     contract = base.with_trees(trees)
+    integrity = _enum(
+        CodeIntegrity, item.get("codeIntegrity", base.code_integrity.value), item.path("codeIntegrity")
+    )
     return replace(
         contract,
-        code_integrity=_enum(CodeIntegrity, item.get("codeIntegrity", base.code_integrity.value),
-                             item.path("codeIntegrity")),
+        code_integrity=integrity,
+        # The built-in note describes the built-in setting; a configured one says so instead.
+        code_integrity_note=base.code_integrity_note if integrity is base.code_integrity else "configured",
         host_namespaces=Effect(_enum_value(item.get("hostNamespaces", base.host_namespaces.value), _EFFECTS,
                                            item.path("hostNamespaces"))),
         privileged=Effect(_enum_value(item.get("privileged", base.privileged.value), _EFFECTS,
                                       item.path("privileged"))),
     )  # fmt: skip
+
+
+def _extend(
+    base: Mapping[str, tuple[str, ...]], more: Mapping[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    merged = dict(base)
+    for key, values in more.items():
+        merged[key] = tuple(dict.fromkeys((*merged.get(key, ()), *values)))
+    return merged
 
 
 def _profiles(value: Any) -> tuple[Profile, ...]:
@@ -418,10 +433,11 @@ def _profiles(value: Any) -> tuple[Profile, ...]:
         item = _Reader(raw, where)
         item.allow_only(*PROFILE_KEYS)
         base = by_name.get(name, Profile(str(name), str(name), GENERIC_CONTRACT))
-        labels = dict(base.labels)
-        labels.update(_string_lists(item.get("labels", {}), item.path("labels")))
-        prefixes = dict(base.label_prefixes)
-        prefixes.update(_string_lists(item.get("labelPrefixes", {}), item.path("labelPrefixes")))
+        # Every list extends the built-in one (a value given twice counts once), as osImagePrefixes does.
+        labels = _extend(base.labels, _string_lists(item.get("labels", {}), item.path("labels")))
+        prefixes = _extend(
+            base.label_prefixes, _string_lists(item.get("labelPrefixes", {}), item.path("labelPrefixes"))
+        )
         profile = replace(
             base,
             enabled=_bool(item.get("enabled", True), item.path("enabled")),

@@ -149,8 +149,8 @@ def mutate(a: Assessment, config: Config) -> Verdict:
         return Verdict(_SIMPLE[a.status], assessment=a)
     if a.mode is not Mode.ENFORCE or not _steers(a, config) or not isinstance(a.plan, SteeringPlan):
         return Verdict(Outcome.UNCHANGED, assessment=a)
-    steered = f"steered away from {_pools(a.breaks)}: {_first_reason(a.breaks)}"
-    warnings = [steered, *([_coverage(a)] if a.daemon_set else [])]
+    steered = f"steered away from {_pools(a.breaks)}"
+    warnings = [steered, _first_reason(a.breaks), *([_coverage(a)] if a.daemon_set else [])]
     audit = _audit(a, Outcome.STEERED, steered=a.plan.steered_from)
     return Verdict(Outcome.STEERED, warnings=tuple(warnings), audit=audit, patch=a.plan.patch, assessment=a)
 
@@ -182,9 +182,8 @@ def validate(a: Assessment, config: Config) -> Verdict:
         return Verdict(Outcome.DEGRADED, warnings=(headline, *reasons, *notes), audit=audit, assessment=a)
     headline, details, refusal = _risk(a, config)
     would = "steer" if _steers(a, config) and isinstance(a.plan, SteeringPlan) else "deny"
-    daemon_warn = (
-        bool(a.daemon_set) and config.steering.daemon_sets is DaemonSetPolicy.WARN and not a.only_breaking
-    )
+    # steering.daemonSets: warn admits the DaemonSet and the pods its controller pins to each node alike.
+    daemon_warn = bool(a.daemon_set) and config.steering.daemon_sets is DaemonSetPolicy.WARN
     if a.mode is Mode.ENFORCE and not daemon_warn:
         fix = _fix(a, refusal)
         message = f"{a.request.display_name} {headline}. {details}. Fix: {fix}."
@@ -193,10 +192,11 @@ def validate(a: Assessment, config: Config) -> Verdict:
     if a.mode is Mode.AUDIT:
         return Verdict(Outcome.AUDITED, warnings=notes, audit=_audit(a, Outcome.AUDITED, would=would),
                        assessment=a)  # fmt: skip
+    # The pools and the reason go on lines of their own: one warning is capped at 240 characters.
     if daemon_warn:
-        lines = [f"{_coverage(a).replace('will not run', 'will fail')}: {_first_reason(a.breaks)}"]
+        lines = [_coverage(a).replace("will not run", "will fail"), _first_reason(a.breaks)]
     elif would == "steer":
-        lines = [f"would steer away from {_pools(a.breaks)} in enforce mode: {_first_reason(a.breaks)}"]
+        lines = [f"would steer away from {_pools(a.breaks)} in enforce mode", _first_reason(a.breaks)]
         lines += [_coverage(a)] if a.daemon_set else []
     else:
         lines = [f"would be denied in enforce mode: {headline}", details, f"fix: {_fix(a, refusal)}"]

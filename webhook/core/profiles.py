@@ -158,6 +158,7 @@ BUILTIN_PROFILES: tuple[Profile, ...] = (
                 _rw("/var/lib/toolbox"),
                 _rw("/var/lib/cloud", "tmpfs", volatile=True),
                 _rw("/mnt/disks", "tmpfs", volatile=True),
+                _rw("/mnt/stateful_partition", "noexec", noexec=True),
                 _rw("/home/kubernetes/bin", "GKE's kubelet and CNI binaries"),
             )
         ),

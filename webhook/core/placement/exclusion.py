@@ -19,14 +19,34 @@ from webhook.core.placement.inventory import POOL_NAME_LABELS, Inventory, NodeCl
 from webhook.core.profiles import AKS_OS_SKU, AKS_OS_SKU_EFFECTIVE, AKS_OS_SKU_REQUESTED, PROFILE_LABEL
 
 
-def candidate_keys(config: Config) -> tuple[str, ...]:
-    keys = [PROFILE_LABEL, AKS_OS_SKU_REQUESTED, AKS_OS_SKU, AKS_OS_SKU_EFFECTIVE]
+def candidate_keys(config: Config) -> tuple[tuple[str, frozenset[str] | None], ...]:
+    """The label keys steering may use, in order of preference, each with the values it may use (None:
+    any). A key that is profile evidence may only use evidence values: `os-sku: AzureLinux` is a family
+    name that general pools carry too, so even where no general pool carries it today, a general Azure
+    Linux pool added tomorrow would silently lose every workload steered with it."""
+    evidence: dict[str, set[str]] = {}
     for profile in config.enabled_profiles:
-        keys += list(profile.labels)
+        for key, values in profile.labels.items():
+            evidence.setdefault(key, set()).update(values)
     for selector in config.immutable_node_selectors:
-        keys += [r.key for r in selector.requirements if r.operator in ("In", "Exists")]
-    keys += list(POOL_NAME_LABELS)
-    return tuple(dict.fromkeys(keys))
+        for r in selector.requirements:
+            if r.operator == "In":
+                evidence.setdefault(r.key, set()).update(r.values)
+            elif r.operator == "Exists":
+                evidence[r.key] = set()  # marked by the key alone: any value marks
+    keys = [
+        PROFILE_LABEL,
+        AKS_OS_SKU_REQUESTED,
+        AKS_OS_SKU,
+        AKS_OS_SKU_EFFECTIVE,
+        *evidence,
+        *POOL_NAME_LABELS,
+    ]
+    allowed = {k: frozenset(v) if v else None for k, v in evidence.items()}
+    allowed[PROFILE_LABEL] = None  # the marker's value names the OS: any value is a marker
+    for key in POOL_NAME_LABELS:
+        allowed.setdefault(key, None)
+    return tuple((k, allowed.get(k)) for k in dict.fromkeys(keys) if k in allowed)
 
 
 def exclude_pools(
@@ -36,13 +56,14 @@ def exclude_pools(
     while excluding nothing outside `breaking`; and the mask of targets nothing could exclude."""
     remaining = targets
     chosen: dict[str, list[str]] = {}
-    for key in candidate_keys(config):
+    for key, values in candidate_keys(config):
         if not remaining:
             break
         if key in inventory.identity_keys:
             continue  # a per-node label: its value differs node by node
         for value, groups in sorted(inventory.index.by_value.get(key, {}).items()):
-            if groups & remaining and not groups & ~breaking:
+            usable = values is None or value in values
+            if usable and groups & remaining and not groups & ~breaking:
                 chosen.setdefault(key, []).append(value)
                 remaining &= ~groups
     requirements = tuple(SelectorRequirement(k, "NotIn", tuple(sorted(v))) for k, v in chosen.items())

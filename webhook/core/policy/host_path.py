@@ -109,6 +109,6 @@ HOST_PATH = Check(
     "host-path",
     evaluate,
     effect,
-    "mount it read-only, or write under /var/lib or /opt where the OS allows it",
+    "mount it read-only, or write only where the OS allows it and runs what is written (docs/profiles.md)",
     "has(s.volumes) && s.volumes.exists(v, has(v.hostPath))",
 )
