@@ -45,6 +45,7 @@ run: $(LOCAL)/certs/tls.crt
 		--cert-file $(LOCAL)/certs/tls.crt --key-file $(LOCAL)/certs/tls.key
 
 bench:
+	$(BIN)/python bench/manifests.py
 	$(BIN)/python bench/decisions.py
 	$(BIN)/python bench/server.py
 	$(ASSETS) && $(BIN)/python bench/apiserver.py

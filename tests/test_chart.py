@@ -918,3 +918,109 @@ def test_the_schema_and_the_validator_agree(config: Any) -> None:
     except ConfigError:
         validator_ok = False
     assert schema_ok == validator_ok
+
+
+# ------------------------------------------------------------------------- the periodic scan (reports)
+
+REPORTS = f"{FULLNAME}-reports"
+READ_WORKLOADS = [
+    {"apiGroups": [""], "resources": ["nodes", "namespaces", "pods", "replicationcontrollers", "podtemplates"],
+     "verbs": ["get", "list"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "verbs": ["get", "list"]},
+    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list"]},
+]  # fmt: skip
+
+
+def scan_container(objects: Objects) -> dict[str, Any]:
+    cron = one(objects, "CronJob")
+    (c,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
+
+def test_the_never_judged_namespaces_come_from_the_code(helm: str) -> None:
+    from webhook.core.config import SYSTEM_NAMESPACES
+
+    for hook in hooks(template(helm, {"webhook": {"excludeNamespaces": ["monitoring"]}})).values():
+        (exclusion,) = hook["namespaceSelector"]["matchExpressions"]
+        assert exclusion["values"] == [*SYSTEM_NAMESPACES, NAMESPACE, "monitoring"]
+    text = (CHART / "templates" / "_namespaces.tpl").read_text()
+    assert json.dumps(list(SYSTEM_NAMESPACES)) in text and "hack/generate-chart.py" in text
+
+
+def test_reports_are_off_by_default(helm: str) -> None:
+    objects = template(helm)
+    assert "CronJob" not in kinds(objects) and [
+        o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"
+    ] == [FULLNAME]
+
+
+@pytest.mark.parametrize(("format_", "group", "resource"),
+                         [("policyreport", "wgpolicyk8s.io", "policyreports"), ("openreports", "openreports.io", "reports")])  # fmt: skip
+def test_reports_cron_job_runs_scan_apply_with_least_privilege(
+    helm: str, format_: str, group: str, resource: str
+) -> None:
+    values = {
+        "reports": {
+            "enabled": True,
+            "format": format_,
+            "assumeImmutable": ["user=flatcar"],
+            "schedule": "*/20 * * * *",
+        }
+    }
+    objects = template(helm, values)
+    role = one(objects, "ClusterRole", REPORTS)
+    assert role["rules"] == [*READ_WORKLOADS, {"apiGroups": [group], "resources": [resource], "verbs": ["list"]},
+                             {"apiGroups": [group], "resources": [resource], "resourceNames": [FULLNAME],
+                              "verbs": ["get", "create", "patch", "delete"]}]  # fmt: skip
+    binding = one(objects, "ClusterRoleBinding", REPORTS)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": REPORTS, "namespace": NAMESPACE}]
+    assert one(objects, "ServiceAccount", REPORTS)["metadata"]["namespace"] == NAMESPACE
+
+    cron = one(objects, "CronJob")
+    assert cron["spec"]["schedule"] == "*/20 * * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+    c = scan_container(objects)
+    # The image's own interpreter, running `scan` instead of the entrypoint's `serve`.
+    (entrypoint,) = [json.loads(args) for name, args in dockerfile_instructions() if name == "ENTRYPOINT"]
+    assert c["command"] == [*entrypoint[:3], "scan"] and c["image"] == container(objects)["image"]
+    parsed = build_parser().parse_args(c["command"][3:] + c["args"])
+    assert (parsed.command, parsed.output, parsed.apply, parsed.fail_on) == ("scan", format_, True, "never")
+    assert parsed.report_name == FULLNAME and parsed.assume_immutable == ["user=flatcar"]
+    assert parsed.kubeconfig is None and not parsed.include_system_namespaces  # in-cluster; as installed
+    assert c["env"] == [
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    ]
+    assert pod["spec"]["serviceAccountName"] == REPORTS and pod["spec"]["restartPolicy"] == "Never"
+    assert c["securityContext"] == container(objects)["securityContext"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} >= {str(Path(parsed.values).parent)}
+    # Its pods are not the webhook's: no Service, PDB or Deployment selects them.
+    selector = one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+
+
+def test_reports_read_the_same_config_and_exclusions_as_the_webhook(helm: str) -> None:
+    from webhook.adapters.files import read_values
+    from webhook.core.scope import installed_scope
+
+    values = {"reports": {"enabled": True}, "config": RICH_CONFIG,
+              "webhook": {"excludeNamespaces": ["monitoring"], "namespaceSelector": {"matchLabels": {"team": "a"}}}}  # fmt: skip
+    objects = template(helm, values)
+    scan_values = one(objects, "ConfigMap", REPORTS)["data"]["values.yaml"]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(scan_values)
+        f.flush()
+        loaded = read_values(f.name)
+    assert loaded.config == Config.from_dict(
+        rendered_config([o for o in objects if o["metadata"]["name"] == FULLNAME])
+    )
+    scope = installed_scope(NAMESPACE, loaded.webhook_values)
+    assert scope.excluded == ("kube-system", NAMESPACE, "monitoring")
+    assert (
+        scope.unseen("apps", {}, {}) == "webhook.namespaceSelector"
+        and scope.unseen("apps", {"team": "a"}, {}) == ""
+    )
+
+
+def test_the_schema_rejects_a_bad_reports_value(helm: str) -> None:
+    assert "reports" in template(helm, {"reports": {"format": "kyverno"}}, fail=True)
+    assert "reports" in template(helm, {"reports": {"assumeImmutable": ["=flatcar"]}}, fail=True)

@@ -95,13 +95,13 @@ def test_nodes_file_mode_user_group_and_namespace_labels(
 
 
 BAD_INPUT = [
-    ("bad yaml", "key: [unclosed", "bad.yaml:1", "invalid YAML"),
-    ("unknown kind", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}, "bad.yaml document 1: kind",
-     "supported kinds"),
-    ("no kind", {"metadata": {"name": "x"}}, "bad.yaml document 1: kind", "missing kind"),
+    ("bad yaml", "a: 1\nb: 2\n  c: 3\n", "bad.yaml:3:4", "invalid YAML"),
+    ("only another kind", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}, "bad.yaml: nothing to judge",
+     "skipped 1 other object: 1 ConfigMap"),
+    ("no kind", {"metadata": {"name": "x"}}, "bad.yaml document 1 (x): kind", "missing kind"),
     ("deployment without template", {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-                                     "spec": {}}, "bad.yaml document 1: spec.template", "needs spec.template"),
-    ("scalar document", "just a string", "bad.yaml document 1", "expected an object"),
+                                     "spec": {}}, "bad.yaml document 1 (Deployment d): spec.template", "needs spec.template"),
+    ("scalar document", "just a string", "bad.yaml: nothing to judge", "skipped 1 document that is not a Kubernetes object"),
     ("missing operator", tweak(host_path("/var/log"), set_field("affinity", {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": [{"matchExpressions": [{"key": "a"}]}]}}})),
      "nodeSelectorTerms[0].matchExpressions[0].operator", "missing operator"),

@@ -4,7 +4,8 @@ WebhookError                  base; `str(err)` is the message a person acts on
 ├── ConfigError               a config file or value is wrong (field = dotted config key)
 ├── ReviewError               an AdmissionReview is malformed (field = JSON path in the review)
 ├── ManifestError             a manifest for `check` is unreadable or not an object we judge
-│   └── UnsupportedKindError  a well-formed object of a kind we do not judge
+│   ├── UnsupportedKindError  a well-formed object of a kind we do not judge
+│   └── ManifestErrors        several of those at once: `check` reports every bad document in one run
 ├── NodeListError             a node inventory file is malformed
 ├── ClusterConfigError        no usable way to reach the Kubernetes API (field = the flag to fix)
 └── CertificateError          a certificate, key or their inputs are unusable (field = the parameter)
@@ -14,6 +15,8 @@ stance, and the CLI has one handler (webhook/cli/__init__.py: "error: <field>: <
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class WebhookError(Exception):
@@ -45,6 +48,23 @@ class ManifestError(WebhookError):
 
 class UnsupportedKindError(ManifestError):
     """A well-formed object whose kind carries no pod spec we judge."""
+
+
+class ManifestErrors(ManifestError):
+    """Several manifests cannot be judged; `str(err)` is one line per error, each "error:"-prefixed after the
+    first (the CLI handler prefixes that), at most `SHOWN`."""
+
+    SHOWN = 20
+
+    def __init__(self, errors: Sequence[WebhookError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__(f"{len(self.errors)} manifests cannot be judged")
+
+    def describe(self) -> str:
+        lines = [e.describe() for e in self.errors[: self.SHOWN]]
+        if len(self.errors) > self.SHOWN:
+            lines.append(f"and {len(self.errors) - self.SHOWN} more")
+        return "\nerror: ".join(lines)
 
 
 class NodeListError(WebhookError):

@@ -19,6 +19,7 @@ from webhook.adapters.http.inventory import InventoryState
 from webhook.adapters.http.serve import DRAIN_SECONDS, ServeOptions, serve
 from webhook.adapters.http.service import AdmissionService
 from webhook.adapters.http.sources import ClusterSource, InventorySource, StaticSource
+from webhook.core.config import never_judged
 from webhook.errors import ConfigError, ServingCertificateError
 
 
@@ -41,7 +42,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--namespace-labels", help="with a static inventory: YAML {namespace: {label: value}}")
     p.add_argument("--own-namespace", default=os.environ.get("POD_NAMESPACE", ""),
-                   help="the webhook's own namespace, always exempt (default: $POD_NAMESPACE)")  # fmt: skip
+                   help="the webhook's own namespace, never judged as kube-system is not "
+                   "(default: $POD_NAMESPACE)")  # fmt: skip
     p.add_argument("--label-nodes", action="store_true",
                    help="keep immutable-os.io/profile=<profile> on nodes whose own evidence says so "
                    "(server-side apply; needs patch on nodes)")  # fmt: skip
@@ -76,11 +78,9 @@ def _positive_int(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     config = load_config(args.config)
-    if args.own_namespace:
-        exemptions = replace(
-            config.exemptions, namespaces=config.exemptions.namespaces | {args.own_namespace}
-        )
-        config = replace(config, exemptions=exemptions)
+    # The namespaces the chart never sends (kube-system, its own), exempt here too for hand-made
+    # webhook configurations: the one list check and scan also leave out.
+    config = config.exempting(never_judged(args.own_namespace))
     state = InventoryState(config)
     mirror = None
     labeller = None

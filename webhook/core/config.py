@@ -27,6 +27,18 @@ E = TypeVar("E", bound=enum.Enum)
 NAMESPACE_MODE_LABEL = f"{PREFIX}/mode"
 STEERED_ANNOTATION = f"{PREFIX}/steered"
 
+# The namespaces the installed webhook never judges besides its own: the chart's namespaceSelector excludes
+# them (hack/generate-chart.py writes this list into the chart), and `check` and `scan` leave them out by
+# default; `serve` should exempt them with its own namespace (`never_judged`), so that all four agree.
+SYSTEM_NAMESPACES = ("kube-system",)
+# Where the install docs put the webhook; `check` and `scan` assume it unless told (or $POD_NAMESPACE).
+DEFAULT_WEBHOOK_NAMESPACE = "immutable-os-webhook"
+
+
+def never_judged(webhook_namespace: str) -> tuple[str, ...]:
+    """The namespaces a webhook installed in `webhook_namespace` never judges: kube-system and its own."""
+    return tuple(dict.fromkeys((*SYSTEM_NAMESPACES, *((webhook_namespace,) if webhook_namespace else ()))))
+
 
 class Mode(enum.Enum):
     """What happens to a pod that needs host access and can only land on immutable nodes."""
@@ -195,6 +207,11 @@ class Config:
 
     def with_mode(self, mode: Mode) -> Config:
         return replace(self, mode=mode)
+
+    def exempting(self, namespaces: Sequence[str]) -> Config:
+        """This config with `namespaces` exempt too (e.g. `never_judged(own namespace)` for `serve`)."""
+        exempt = self.exemptions.namespaces | frozenset(namespaces)
+        return replace(self, exemptions=replace(self.exemptions, namespaces=exempt))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Config:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from webhook.core import policy
 from webhook.core.api import JsonPatchOp
-from webhook.core.assessment import Assessment, PoolEffect, Status
+from webhook.core.assessment import Assessment, PoolEffect, Status, nodes
 from webhook.core.config import Config, DaemonSetPolicy, Mode
 from webhook.core.mutation import SteeringPlan, SteeringRefusal
 from webhook.core.policy import Finding
@@ -92,7 +92,7 @@ def _coverage(a: Assessment) -> str:
     if not a.daemon_set:
         return ""
     lost = ", ".join(
-        f"pool {p.name}" + (f" ({p.nodes} nodes)" if p.nodes is not None else "") for p in a.breaks
+        f"pool {p.name}" + (f" ({nodes(p.nodes)})" if p.nodes is not None else "") for p in a.breaks
     )
     return f"DaemonSet {a.daemon_set} will not run on {lost}"
 

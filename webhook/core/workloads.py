@@ -115,7 +115,7 @@ def pod_spec_view(obj: Mapping[str, Any], kind: str | None = None) -> PodSpecVie
     path = POD_TEMPLATE_PATHS.get(kind)
     if path is None:
         raise UnsupportedKindError(
-            f"kind {kind} carries no pod spec we judge",
+            f"{kind} carries no pod spec we judge",
             field="kind",
             fix=f"supported kinds: {', '.join(SUPPORTED_KINDS)}",
         )

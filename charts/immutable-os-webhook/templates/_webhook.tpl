@@ -26,12 +26,13 @@
     {{- with .caBundle }}
     caBundle: {{ . }}
     {{- end }}
-  # kube-system and the webhook's own namespace are never judged, whatever else is configured.
+  # kube-system and the webhook's own namespace are never judged, whatever else is configured
+  # (_namespaces.tpl; `check` and `scan` leave the same namespaces out).
   namespaceSelector:
     matchExpressions:
       - key: kubernetes.io/metadata.name
         operator: NotIn
-        values: {{ concat (list "kube-system" $root.Release.Namespace) $w.excludeNamespaces | uniq | toJson }}
+        values: {{ concat (include "iow.systemNamespaces" $root | fromJsonArray) (list $root.Release.Namespace) $w.excludeNamespaces | uniq | toJson }}
       {{- with $w.namespaceSelector.matchExpressions }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
