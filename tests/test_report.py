@@ -19,6 +19,7 @@ from webhook.core.report import (
     policy_reports,
     scan,
     table,
+    what_if_config,
 )
 from webhook.core.scope import installed_scope
 
@@ -203,3 +204,15 @@ def test_the_table_shows_a_daemon_set_s_nodes_after_steering() -> None:
     agent = named(wrap(tweak(host_path("/usr/lib/modules")), "DaemonSet"), "agent")
     rows = scan([agent], config=Config(), inventory=mixed_inventory(), namespace_labels={}).rows
     assert table(rows).splitlines()[1].split()[-1] == "2/4"
+
+
+def test_assume_immutable_works_when_the_config_dropped_the_marker_selector() -> None:
+    config = Config.from_dict({"immutableNodeSelectors": [{"matchLabels": {"example.com/os": "locked"}}]})
+    nodes = aks_pool("general", "Ubuntu") + aks_pool("batch", "Ubuntu")
+    assert all(
+        p.node_class.value == "general"
+        for p in Inventory.build(assume_immutable(nodes, {"batch": "flatcar"}), config).pools
+    )
+    what_if = Inventory.build(assume_immutable(nodes, {"batch": "flatcar"}), what_if_config(config))
+    assert {p.name: p.node_class.value for p in what_if.pools} == {"general": "general", "batch": "immutable"}
+    assert what_if_config(Config()) == Config()

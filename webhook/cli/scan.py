@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             f"listing failed: {err.status} {err.reason}", field="--kubeconfig", fix=fix
         ) from err
     nodes = [Node.from_wire(n, f"node {n.get('metadata', {}).get('name')}") for n in found.nodes]
+    if assumptions:
+        config = report.what_if_config(config)
     inventory = Inventory.build(report.assume_immutable(nodes, assumptions), config)
     scanned = report.scan(
         found.workloads, config=config, inventory=inventory, namespace_labels=found.namespaces, scope=scope

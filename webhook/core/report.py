@@ -12,7 +12,7 @@ from typing import Any
 
 from webhook.core.admission import Decision, Outcome, Request, decide
 from webhook.core.assessment import Assessment, Status
-from webhook.core.config import Config
+from webhook.core.config import DEFAULT_SELECTORS, Config
 from webhook.core.contracts import Effect
 from webhook.core.manifests import Role, classify, describe
 from webhook.core.placement import Inventory, Node
@@ -154,7 +154,9 @@ def request_for(obj: Mapping[str, Any], *, namespace: str = "", uid: str = "", u
 
 
 def assume_immutable(nodes: Iterable[Node], pools: Mapping[str, str]) -> list[Node]:
-    """The nodes as if the named pools (by pool label) already ran an immutable OS: `{pool: profile}`."""
+    """The nodes as if the named pools (by pool label) already ran an immutable OS: `{pool: profile}`.
+
+    They get the marker label; `what_if_config` makes sure the config reads it."""
     result = []
     for node in nodes:
         pool = next((node.labels[k] for k in POOL_NAME_LABELS if k in node.labels), "")
@@ -162,6 +164,14 @@ def assume_immutable(nodes: Iterable[Node], pools: Mapping[str, str]) -> list[No
             node = replace(node, labels={**node.labels, PROFILE_LABEL: pools[pool]})
         result.append(node)
     return result
+
+
+def what_if_config(config: Config) -> Config:
+    """`config`, reading the marker label even where its immutableNodeSelectors dropped the default
+    selector: `assume_immutable` marks the assumed pools with it."""
+    if any(s.requirements == DEFAULT_SELECTORS[0].requirements for s in config.immutable_node_selectors):
+        return config
+    return replace(config, immutable_node_selectors=(*config.immutable_node_selectors, *DEFAULT_SELECTORS))
 
 
 def judged_owner(obj: Mapping[str, Any]) -> tuple[str, str] | None:
