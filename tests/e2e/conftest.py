@@ -30,10 +30,10 @@ from .webhook_fixture import (
     SessionPools,
     SessionWebhook,
     WebhookProcess,
+    chart_configurations,
     register,
     unregister,
     wait_until_webhook_answers,
-    webhook_configurations,
 )
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -168,11 +168,12 @@ def webhook(
     control_plane: ControlPlane, api_client: k8s.ApiClient, session_pools: SessionPools
 ) -> Iterator[SessionWebhook]:
     """`python -m webhook serve` (enforce; exempt group e2e-breakglass, user e2e-exempt-user, namespace
-    e2e-exempt) registered by URL for pods and every workload kind, failurePolicy Fail, kube-system
-    excluded; the session node pools exist and the apiserver is calling it. Teardown unregisters first,
-    then stops the process."""
+    e2e-exempt) registered with the chart's own webhook configurations (rendered by helm, by URL): pods
+    failurePolicy Fail, workloads Ignore, kube-system and the release namespace excluded, the host-access
+    matchConditions. The session node pools exist and the apiserver is calling it. Teardown unregisters
+    first, then stops the process."""
     process = WebhookProcess(control_plane, "session", SESSION_CONFIG)
-    configurations = webhook_configurations(process)
+    configurations = chart_configurations(process)
     try:
         process.start()
         register(api_client, configurations)

@@ -2,9 +2,11 @@
 
 `WebhookProcess` makes a CA and a serving certificate for 127.0.0.1 with `webhook.adapters.certs`, writes a config
 file, runs the server against the test apiserver's admin kubeconfig on a free loopback port and waits for
-``/readyz`` (the node and namespace mirrors have synced). `webhook_configurations` builds the
-Mutating- and ValidatingWebhookConfiguration the way a cluster operator would register it (by URL with a
-caBundle); `register` creates them and `unregister` deletes them and waits until they are gone.
+``/readyz`` (the node and namespace mirrors have synced). `chart_configurations` renders the Helm chart's own
+Mutating- and ValidatingWebhookConfiguration for it (by URL with its caBundle: what the chart ships, rules,
+namespace exclusions and host-access matchConditions included); `webhook_entry` builds a single hand-made
+webhook for the tests of failure policies; `register` creates configurations and `unregister` deletes
+them and waits until they are gone.
 
 Plain Python like `harness`; the pytest fixtures that use it are in conftest.py.
 """
@@ -30,13 +32,27 @@ from kubernetes import client as k8s
 
 from webhook.adapters import certs
 
-from .harness import LOOPBACK, REPO_ROOT, ControlPlane, _die_with_parent, free_port, tail, wait_for
+from .harness import (
+    LOOPBACK,
+    REPO_ROOT,
+    ControlPlane,
+    _die_with_parent,
+    find_assets,
+    free_port,
+    tail,
+    wait_for,
+)
 
-#: Names of the webhooks (the apiserver prefixes audit annotation keys with them).
-MUTATING_WEBHOOK = "mutate.immutable-os.io"
-VALIDATING_WEBHOOK = "validate.immutable-os.io"
-#: Names of the session's configuration objects.
-CONFIGURATION_NAME = "immutable-os-e2e"
+CHART = REPO_ROOT / "charts" / "immutable-os-webhook"
+#: The session's configurations are the chart's, rendered for this release (the release namespace is never
+#: judged, as the chart says).
+RELEASE = "immutable-os-e2e"
+RELEASE_NAMESPACE = "immutable-os-e2e-system"
+#: The chart's webhook names (the apiserver prefixes audit annotation keys with them).
+MUTATING_PODS, MUTATING_WORKLOADS = "steer-pods.immutable-os.io", "steer-workloads.immutable-os.io"
+VALIDATING_PODS, VALIDATING_WORKLOADS = "pods.immutable-os.io", "workloads.immutable-os.io"
+#: The name of the chart's configuration objects for the release.
+CONFIGURATION_NAME = f"{RELEASE}-immutable-os-webhook"
 
 EXEMPT_GROUP = "e2e-breakglass"
 EXEMPT_USER = "e2e-exempt-user"
@@ -52,30 +68,15 @@ SESSION_CONFIG: dict[str, Any] = {
     },
 }
 
-#: Every kind that carries a pod spec, CREATE and UPDATE.
+#: For hand-made webhooks (failure-policy tests): every kind that carries a pod spec, CREATE and UPDATE.
 RULES: list[dict[str, Any]] = [
-    {
-        "apiGroups": [""],
-        "apiVersions": ["v1"],
-        "operations": ["CREATE", "UPDATE"],
-        "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers"],
-        "scope": "Namespaced",
-    },
-    {
-        "apiGroups": ["apps"],
-        "apiVersions": ["v1"],
-        "operations": ["CREATE", "UPDATE"],
-        "resources": ["deployments", "daemonsets", "statefulsets", "replicasets"],
-        "scope": "Namespaced",
-    },
-    {
-        "apiGroups": ["batch"],
-        "apiVersions": ["v1"],
-        "operations": ["CREATE", "UPDATE"],
-        "resources": ["jobs", "cronjobs"],
-        "scope": "Namespaced",
-    },
-]
+    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+     "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers"], "scope": "Namespaced"},
+    {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+     "resources": ["deployments", "daemonsets", "statefulsets", "replicasets"], "scope": "Namespaced"},
+    {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+     "resources": ["jobs", "cronjobs"], "scope": "Namespaced"},
+]  # fmt: skip
 
 #: Never judge kube-system: the webhook must not be able to block the control plane's own pods.
 NOT_KUBE_SYSTEM: dict[str, Any] = {
@@ -292,37 +293,38 @@ def webhook_entry(
     return hook
 
 
-def webhook_configurations(
-    webhook: WebhookProcess,
-    name: str = CONFIGURATION_NAME,
-    *,
-    mutating_name: str = MUTATING_WEBHOOK,
-    validating_name: str = VALIDATING_WEBHOOK,
-    failure_policy: str = "Fail",
-    namespace_selector: Mapping[str, Any] = NOT_KUBE_SYSTEM,
-    object_selector: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A MutatingWebhookConfiguration (/mutate) and a ValidatingWebhookConfiguration (/validate), both
-    named `name`, pointing at `webhook` by URL with its caBundle."""
-    common = {
-        "ca_bundle": webhook.ca_bundle,
-        "failure_policy": failure_policy,
-        "namespace_selector": namespace_selector,
-        "object_selector": object_selector,
-    }
-    mutating = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [webhook_entry(mutating_name, f"{webhook.url}/mutate", mutating=True, **common)],
-    }
-    validating = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [webhook_entry(validating_name, f"{webhook.url}/validate", mutating=False, **common)],
-    }
-    return mutating, validating
+def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merged(out[key], value)
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+            else value
+        )
+    return out
+
+
+def chart_configurations(
+    webhook: WebhookProcess, *, release: str = RELEASE, values: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], ...]:
+    """The chart's MutatingWebhookConfiguration and ValidatingWebhookConfiguration for `webhook`, as
+    `helm template` renders them with `webhook.url` and the process's caBundle (`values` merged over)."""
+    helm = find_assets(None, ["helm"]) / "helm"
+    chosen = _merged({"deployment": {"enabled": False}, "webhook": {"url": webhook.url},
+                      "certificates": {"mode": "existingSecret", "existingSecret": {"caBundle": webhook.ca_bundle}}},
+                     values or {})  # fmt: skip
+    values_file = webhook.dir / f"values-{release}.json"
+    values_file.write_text(json.dumps(chosen))  # JSON: YAML would read an all-digit hex string as a number
+    rendered = subprocess.run(
+        [str(helm), "template", release, str(CHART), "-n", RELEASE_NAMESPACE, "-f", str(values_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if rendered.returncode != 0:
+        raise WebhookError(f"helm template failed:\n{rendered.stderr}")
+    kinds = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+    found = tuple(d for d in yaml.safe_load_all(rendered.stdout) if d and d.get("kind") in kinds)
+    assert [d["kind"] for d in found] == list(kinds), [d["kind"] for d in found]
+    return found
 
 
 def register(api: k8s.ApiClient, configurations: Sequence[Mapping[str, Any]]) -> None:
@@ -417,7 +419,7 @@ def wait_until_webhook_answers(core: k8s.CoreV1Api, namespace: str, immutable_po
         try:
             core.create_namespaced_pod(namespace, denied, dry_run="All")
         except k8s.ApiException as exc:
-            return exc.status == 403 and f'"{VALIDATING_WEBHOOK}" denied' in api_message(exc)
+            return exc.status == 403 and f'"{VALIDATING_PODS}" denied' in api_message(exc)
         return False
 
     def mutating() -> bool:
