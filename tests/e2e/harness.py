@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -31,19 +30,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests import aks
+from tests.pki import CertificateAuthority, pem_key
 
 T = TypeVar("T")
 
@@ -170,108 +168,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 # -------------------------------------------------------------------------------------------------- PKI
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
-    """digitalSignature always (ECDSA keys sign the handshake); keyCertSign and cRLSign for a CA."""
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=signs_certificates,
-        crl_sign=signs_certificates,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-@dataclass
-class CertificateAuthority:
-    """A self-signed CA that issues leaf certificates for tests."""
-
-    name: str
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-    cert: x509.Certificate = field(init=False)
-
-    def __post_init__(self) -> None:
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)])
-        ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(minutes=5))
-            .not_valid_after(_now() + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                _key_usage(signs_certificates=True),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    def issue(
-        self,
-        common_name: str,
-        *,
-        organizations: Sequence[str] = (),
-        ip_sans: Sequence[str] = (),
-        dns_sans: Sequence[str] = (),
-        server: bool = False,
-        client: bool = False,
-    ) -> tuple[bytes, bytes]:
-        """A leaf certificate and its key, both PEM. `organizations` become Kubernetes groups for a
-        client certificate."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-        usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
-            [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
-        )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(minutes=5))
-            .not_valid_after(_now() + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                _key_usage(signs_certificates=False),
-                critical=True,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
-            )
-        )
-        if usages:
-            builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_sans]
-        sans += [x509.DNSName(d) for d in dns_sans]
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+# The apiserver's serving certificate and the client certificates of each identity come from the one test
+# PKI module, tests/pki.py.
 
 
 def _write(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
@@ -483,7 +381,7 @@ class ControlPlane:
         _write(self.pki_dir / "apiserver.crt", cert)
         _write(self.pki_dir / "apiserver.key", key)
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write(self.sa_key_path, _pem_key(sa_key))
+        _write(self.sa_key_path, pem_key(sa_key))
         _write(
             self.sa_pub_path,
             sa_key.public_key().public_bytes(
@@ -813,7 +711,7 @@ def _ready_status(
     memory: str,
     pods: str,
 ) -> dict[str, Any]:
-    now = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     resources = {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "100Gi"}
 
     def condition(kind: str, status: str, reason: str) -> dict[str, str]:
