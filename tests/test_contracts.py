@@ -102,12 +102,14 @@ def test_binaries_dropped_where_the_os_will_not_run_them() -> None:
     assert installs_binaries("/opt/cni/bin") and installs_binaries("/opt/cni")
     assert installs_binaries("/usr/libexec/kubernetes/kubelet-plugins/volume/exec")
     assert installs_binaries("/opt/libexec/kubernetes/kubelet-plugins/volume/exec/nodeagent~uds")
+    assert installs_binaries("/etc/kubernetes/volumeplugins") and installs_binaries("/opt/CrowdStrike")
     assert not installs_binaries("/var/lib/binder") and not installs_binaries("/etc/cni/net.d")
-    enforcing = HostContract((Tree("/usr", Access.READ_ONLY), Tree("/opt", Access.WRITABLE)),
+    assert not installs_binaries("/opt"), "the tree itself, as a data mount, is not one package"
+    enforcing = HostContract((Tree("/usr", Access.READ_ONLY), Tree("/opt", Access.WRITABLE), Tree("/var", Access.WRITABLE)),
                              code_integrity=CodeIntegrity.ENFORCE)  # fmt: skip
     result = effect_of_path(PathAccess("/opt/bin", writes=True), enforcing, "LockedOS")
     assert result[0] is Effect.BREAKS and "refuses binaries from outside /usr" in result[1]
-    assert effect_of_path(PathAccess("/opt/data", writes=True), enforcing, "LockedOS")[0] is Effect.WORKS
+    assert effect_of_path(PathAccess("/var/lib/data", writes=True), enforcing, "LockedOS")[0] is Effect.WORKS
 
 
 def test_reasons_name_the_tree_its_state_and_the_os() -> None:

@@ -71,9 +71,12 @@ RUNTIME_TREES: tuple[Tree, ...] = tuple(
     for p in ("/proc", "/sys", "/dev", "/run", "/var/run", "/var/log", "/var/lib/kubelet", "/tmp")
 )
 MERGED_USR = {p: "/usr" + p for p in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")}
-# A writable mount here drops files the host executes (CNI plugins, FlexVolume drivers, tools).
-BINARY_SEGMENTS = frozenset({"bin", "sbin", "libexec"})
-BINARY_PATHS = ("/opt/cni", "/kubelet-plugins/volume/exec")
+# A writable mount here drops files the host executes: bin/sbin/libexec trees, CNI plugins, FlexVolume
+# drivers (/usr/libexec/kubernetes/kubelet-plugins/volume/exec, AKS's /etc/kubernetes/volumeplugins), and
+# anything under /opt, where add-on software is installed (FHS): security sensors, GPU toolkits.
+BINARY_SEGMENTS = frozenset({"bin", "sbin", "libexec", "volumeplugins"})
+BINARY_PATHS = ("/kubelet-plugins/volume/exec",)
+SOFTWARE_TREES = ("/opt",)
 
 
 def normalise(path: str) -> str:
@@ -92,8 +95,10 @@ def within(path: str, tree: str) -> bool:
 
 def installs_binaries(path: str) -> bool:
     segments = path.split("/")
-    return bool(BINARY_SEGMENTS.intersection(segments)) or any(
-        path.endswith(p) or (p + "/") in path + "/" for p in BINARY_PATHS
+    return (
+        bool(BINARY_SEGMENTS.intersection(segments))
+        or any((p + "/") in path + "/" for p in BINARY_PATHS)
+        or any(path.startswith(tree + "/") for tree in SOFTWARE_TREES)
     )
 
 
