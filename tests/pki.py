@@ -79,21 +79,6 @@ def pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
-    """digitalSignature always (ECDSA keys sign the handshake); keyCertSign and cRLSign for a CA."""
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=signs_certificates,
-        crl_sign=signs_certificates,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 @dataclass
 class CertificateAuthority:
     """A self-signed CA that issues leaf certificates for tests."""
@@ -115,7 +100,7 @@ class CertificateAuthority:
             .not_valid_after(_now() + datetime.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
-                _key_usage(signs_certificates=True),
+                certs.key_usage(digital_signature=True, key_cert_sign=True),
                 critical=True,
             )
             .add_extension(ski, critical=False)
@@ -154,7 +139,7 @@ class CertificateAuthority:
             .not_valid_after(_now() + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                _key_usage(signs_certificates=False),
+                certs.key_usage(digital_signature=True),
                 critical=True,
             )
             .add_extension(

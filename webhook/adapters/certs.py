@@ -113,7 +113,7 @@ def generate_ca(
         .not_valid_before(issued - CLOCK_SKEW)
         .not_valid_after(issued + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True), critical=True)
+        .add_extension(key_usage(key_cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
@@ -158,7 +158,7 @@ def issue_serving_cert(
         .not_valid_after(min(issued + timedelta(days=days), ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            _key_usage(digital_signature=True, key_encipherment=isinstance(key, rsa.RSAPrivateKey)),
+            key_usage(digital_signature=True, key_encipherment=isinstance(key, rsa.RSAPrivateKey)),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -251,7 +251,7 @@ def _new_key(key_type: str) -> SigningKey:
     raise CertificateError(f"unknown key type {key_type!r}", field="key_type", fix="use ecdsa or rsa")
 
 
-def _key_usage(
+def key_usage(
     *, digital_signature: bool = False, key_encipherment: bool = False, key_cert_sign: bool = False
 ) -> x509.KeyUsage:
     return x509.KeyUsage(
