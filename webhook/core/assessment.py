@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from webhook.core import policy
@@ -187,7 +188,12 @@ def _daemon_set(request: Request) -> str:
 
 def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Placement:
     constraints = Constraints.of(pod)
-    return place(constraints, inventory) if inventory is not None else place_by_evidence(constraints, config)
+    if inventory is None:
+        return place_by_evidence(constraints, config)
+    # The pods of one workload ask the same of the same inventory: placed once.
+    c = constraints
+    key = ("place", c.node_name, tuple(c.node_selector.items()), c.terms, c.tolerations)
+    return inventory.memo.get(key, partial(place, constraints, inventory))
 
 
 class _Effects:
@@ -197,17 +203,39 @@ class _Effects:
         self.findings = findings
         self.config = config
         self._cache: dict[str, tuple[Effect, tuple[str, ...]]] = {}
+        self._signature: tuple[Any, ...] | None = None
 
     def of(self, pool: Pool) -> tuple[Effect, tuple[str, ...]]:
         if pool.node_class is NodeClass.GENERAL:
             return Effect.WORKS, ()
         name = pool.classification.profile_name
         if name not in self._cache:
-            contract, os_name = self.config.contract_of(name)
-            judged = [(f, policy.consequence(f, contract, os_name, self.config)) for f in self.findings]
-            effect = worst(c.effect for _, c in judged)
-            self._cache[name] = (effect, tuple(_reason(f, c) for f, c in judged if c.effect is effect))
+            # Remembered across reviews under all that the answer reads of the findings: the pods of
+            # one workload find the same host access, review after review.
+            if self._signature is None:
+                self._signature = tuple(
+                    (f.check, f.field, f.detail, f.paths, f.runs_package_manager) for f in self.findings
+                )
+            key = ("effects", name, self._signature)
+            self._cache[name] = self.config.memoized(key, partial(self._judge, name))
         return self._cache[name]
+
+    def _judge(self, name: str) -> tuple[Effect, tuple[str, ...]]:
+        judged = [(f, self._consequence(f, name)) for f in self.findings]
+        effect = worst(c.effect for _, c in judged)
+        return effect, tuple(_reason(f, c) for f, c in judged if c.effect is effect)
+
+    def _consequence(self, finding: Finding, profile_name: str) -> Consequence:
+        # What a consequence depends on (policy.consequence): the check, the paths and what runs, the
+        # OS's contract, the config. Remembered across reviews: pods of one workload ask the same.
+        config = self.config
+
+        def compute() -> Consequence:
+            contract, os_name = config.contract_of(profile_name)
+            return policy.consequence(finding, contract, os_name, config)
+
+        key = ("consequence", profile_name, finding.check, finding.paths, finding.runs_package_manager)
+        return config.memoized(key, compute)
 
 
 def _reason(finding: Finding, consequence: Consequence) -> str:
@@ -267,7 +295,9 @@ def assess(
     )
     if not any(p.effect is Effect.BREAKS for p in pools):
         return assessment
-    suggestion = general_selector(inventory) if inventory is not None else None
+    suggestion = None
+    if inventory is not None:
+        suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
     plan = None
     if not assessment.only_breaking:
         plan = _plan(request, pod, config, inventory, placement, effects)
@@ -299,7 +329,11 @@ def _plan(
         for i, group in enumerate(inventory.pools):
             if effects.of(group)[0] is Effect.BREAKS:
                 breaking_all |= 1 << i
-        requirements, left = exclude_pools(inventory, breaking_all, placement.mask & breaking_all, config)
+        targets = placement.mask & breaking_all
+        requirements, left = inventory.memo.get(
+            ("exclude_pools", config.memo, breaking_all, targets),
+            partial(exclude_pools, inventory, breaking_all, targets, config),
+        )
         remaining = tuple(g for i, g in enumerate(inventory.pools) if left >> i & 1)
     if remaining and config.steering.strategy is SteeringStrategy.AFFINITY:
         return _unlabelled(remaining)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from webhook.errors import ManifestError, UnsupportedKindError
@@ -92,8 +93,10 @@ class PodSpecView:
     def objects(self, name: str, within: Mapping[str, Any] | None = None, where: str = "") -> list[Any]:
         """A list of objects (volumes, tolerations, ...) with its shape checked."""
         source = self.spec if within is None else within
-        where = where or self.field(name)
         value = source.get(name) or []
+        if type(value) is list and all(type(item) is dict for item in value):
+            return list(value)  # what decoded JSON holds: no per-item ABC checks, no field path
+        where = where or self.field(name)
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise ManifestError(f"expected a list, got {type(value).__name__}", field=where)
         for i, item in enumerate(value):
@@ -102,9 +105,16 @@ class PodSpecView:
         return list(value)
 
     def containers(self) -> Iterator[Container]:
-        for list_name in CONTAINER_FIELDS:
-            for i, raw in enumerate(self.objects(list_name)):
-                yield Container(self.field(f"{list_name}[{i}]"), str(raw.get("name", f"#{i}")), raw)
+        return iter(self._containers)
+
+    @cached_property
+    def _containers(self) -> tuple[Container, ...]:
+        # Read once per view: every check walks them (a malformed list raises on the first walk).
+        return tuple(
+            Container(self.field(f"{list_name}[{i}]"), str(raw.get("name", f"#{i}")), raw)
+            for list_name in CONTAINER_FIELDS
+            for i, raw in enumerate(self.objects(list_name))
+        )
 
 
 def pod_spec_view(obj: Mapping[str, Any], kind: str | None = None) -> PodSpecView:

@@ -23,12 +23,16 @@ from webhook.errors import ManifestError
 CREATING_TYPES = frozenset({"DirectoryOrCreate", "FileOrCreate"})
 
 
-def _mounts_of(volume: str, containers: list[Container], pod: PodSpecView) -> list[tuple[Container, Any]]:
-    mounts = []
+def _mounts_by_volume(
+    containers: list[Container], pod: PodSpecView
+) -> dict[str, list[tuple[Container, Any]]]:
+    """Every container's volumeMounts, by the volume they name (read once, when a hostPath needs them)."""
+    mounts: dict[str, list[tuple[Container, Any]]] = {}
     for container in containers:
         for mount in pod.objects("volumeMounts", container.raw, f"{container.field}.volumeMounts"):
-            if mount.get("name") == volume:
-                mounts.append((container, mount))
+            name = mount.get("name")
+            if isinstance(name, str):  # a volume's name is a string: nothing else can name one
+                mounts.setdefault(name, []).append((container, mount))
     return mounts
 
 
@@ -53,6 +57,7 @@ def _host_paths(root: str, creates: bool, mounts: list[tuple[Container, Any]]) -
 def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
     findings: list[Finding] = []
     containers = list(pod.containers())
+    by_volume: dict[str, list[tuple[Container, Any]]] | None = None
     for i, volume in enumerate(pod.objects("volumes")):
         host_path = volume.get("hostPath")
         if host_path is None:
@@ -62,7 +67,9 @@ def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
             raise ManifestError("hostPath needs a path", field=f"{where}.path", fix="give an absolute path")
         path: str = host_path["path"]
         name = str(volume.get("name", f"#{i}"))
-        mounts = _mounts_of(name, containers, pod)
+        if by_volume is None:
+            by_volume = _mounts_by_volume(containers, pod)
+        mounts = by_volume.get(name, [])
         writable = sorted({c.name for c, m in mounts if not m.get("readOnly", False)})
         bidirectional = sorted({c.name for c, m in mounts if m.get("mountPropagation") == "Bidirectional"})
         if _allowed(path, not writable, config.allowed_host_paths):
