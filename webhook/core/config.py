@@ -102,6 +102,9 @@ class CheckSettings:
     severity: Severity = Severity.ERROR
 
 
+_CHECK_OFF = CheckSettings(enabled=False)
+
+
 @dataclass(frozen=True)
 class HostPathRule:
     """A hostPath is allowed when `path_prefix` matches it by whole segments (and mounts are read-only
@@ -221,7 +224,7 @@ class Config:
         return tuple(p for p in self.profiles if p.enabled)
 
     def check_settings(self, check_id: str) -> CheckSettings:
-        return self.checks.get(check_id, CheckSettings(enabled=False))
+        return self.checks.get(check_id, _CHECK_OFF)
 
     def profile(self, name: str) -> Profile | None:
         """The enabled profile called `name` (the marker label's value names one), if any."""

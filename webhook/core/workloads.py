@@ -6,7 +6,7 @@ A Deployment's pods are judged through `spec.template`; a CronJob's through
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -34,9 +34,16 @@ CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
 class Container:
     """One container of any of the three lists, with the field path that names it in messages."""
 
-    field: str  # e.g. "spec.initContainers[0]"
+    spec_field: str  # where the pod spec is, e.g. "spec" or "spec.template.spec"
+    list_name: str  # containers, initContainers or ephemeralContainers
+    index: int
     name: str
     raw: Mapping[str, Any]
+
+    @property
+    def field(self) -> str:
+        """e.g. "spec.initContainers[0]" (spelled out only for a message)."""
+        return f"{self.spec_field}.{self.list_name}[{self.index}]"
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class PodSpecView:
     spec: Mapping[str, Any]
     metadata: Mapping[str, Any]
 
-    @property
+    @cached_property
     def spec_field(self) -> str:
         """Dotted field path of the pod spec for messages, e.g. `spec.template.spec`."""
         return ".".join((*self.template_path, "spec"))
@@ -90,13 +97,16 @@ class PodSpecView:
         result: Mapping[str, Any] = node
         return result
 
-    def objects(self, name: str, within: Mapping[str, Any] | None = None, where: str = "") -> list[Any]:
-        """A list of objects (volumes, tolerations, ...) with its shape checked."""
+    def objects(
+        self, name: str, within: Mapping[str, Any] | None = None, where: str | Callable[[], str] = ""
+    ) -> list[Any]:
+        """A list of objects (volumes, tolerations, ...) with its shape checked; `where` (or a function
+        that spells it, called only for an error) names it in messages."""
         source = self.spec if within is None else within
         value = source.get(name) or []
         if type(value) is list and all(type(item) is dict for item in value):
             return list(value)  # what decoded JSON holds: no per-item ABC checks, no field path
-        where = where or self.field(name)
+        where = (where() if callable(where) else where) or self.field(name)
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise ManifestError(f"expected a list, got {type(value).__name__}", field=where)
         for i, item in enumerate(value):
@@ -110,8 +120,9 @@ class PodSpecView:
     @cached_property
     def _containers(self) -> tuple[Container, ...]:
         # Read once per view: every check walks them (a malformed list raises on the first walk).
+        spec_field = self.spec_field
         return tuple(
-            Container(self.field(f"{list_name}[{i}]"), str(raw.get("name", f"#{i}")), raw)
+            Container(spec_field, list_name, i, str(raw.get("name", f"#{i}")), raw)
             for list_name in CONTAINER_FIELDS
             for i, raw in enumerate(self.objects(list_name))
         )

@@ -24,13 +24,18 @@ from webhook.errors import ManifestError
 CREATING_TYPES = frozenset({"DirectoryOrCreate", "FileOrCreate"})
 
 
+def _mounts_field(container: Container) -> str:
+    return f"{container.field}.volumeMounts"
+
+
 def _mounts_by_volume(
     containers: list[Container], pod: PodSpecView
 ) -> dict[str, list[tuple[Container, Any]]]:
     """Every container's volumeMounts, by the volume they name (read once, when a hostPath needs them)."""
     mounts: dict[str, list[tuple[Container, Any]]] = {}
     for container in containers:
-        for mount in pod.objects("volumeMounts", container.raw, f"{container.field}.volumeMounts"):
+        where = partial(_mounts_field, container)
+        for mount in pod.objects("volumeMounts", container.raw, where):
             name = mount.get("name")
             if isinstance(name, str):  # a volume's name is a string: nothing else can name one
                 mounts.setdefault(name, []).append((container, mount))
