@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 
@@ -27,7 +29,7 @@ from webhook.core.config import Config
 from webhook.core.review import errored, read_review
 from webhook.errors import ReviewError, WebhookError
 
-MetricT = TypeVar("MetricT", Counter, Histogram)
+MetricT = TypeVar("MetricT", PromCounter, Histogram)
 
 review_log = logging.getLogger("webhook.review")
 edge_log = logging.getLogger("webhook.edge")
@@ -138,8 +140,8 @@ class AdmissionService:
         mode = verdict.mode.value if verdict.mode else "-"
         self._child(self.metrics.reviews, endpoint.value, verdict.outcome.value, mode).inc()
         self._child(self.metrics.latency, endpoint.value).observe(elapsed)
-        for finding in verdict.findings:
-            self._child(self.metrics.findings, endpoint.value, finding.check).inc()
+        for check, count in Counter(f.check for f in verdict.findings).items():
+            self._child(self.metrics.findings, endpoint.value, check).inc(count)
         # Reviews without host access (or not judged at all) are the bulk: logged at debug only.
         level = logging.INFO if verdict.findings or verdict.outcome is Outcome.EXEMPT else logging.DEBUG
         if review_log.isEnabledFor(level):
