@@ -14,11 +14,11 @@ import enum
 import marshal
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from webhook.core import policy
-from webhook.core.config import NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
+from webhook.core.config import MAX_MEMO_KEY_BYTES, NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
 from webhook.core.contracts import Effect, worst
 from webhook.core.mutation import SteeringPlan, SteeringRefusal, steer_away_from
 from webhook.core.placement import (
@@ -197,11 +197,12 @@ def _content_key(pod: PodSpecView, fields: tuple[str, ...]) -> bytes | None:
     """`fields` of the pod spec, written out exactly: a memo key for an answer that reads nothing else of
     the pod. marshal, not JSON, because it keeps apart what JSON would merge (1e400 read as infinity and
     null, 1 and 1.0 and true, a list and a tuple): equal keys are equal fields. None for a value marshal
-    cannot write (decoded JSON holds none)."""
+    cannot write (decoded JSON holds none), or past MAX_MEMO_KEY_BYTES."""
     try:
-        return marshal.dumps((pod.template_path, *(pod.spec.get(f) for f in fields)))
+        key = marshal.dumps((pod.template_path, *(pod.spec.get(f) for f in fields)))
     except ValueError:
         return None
+    return key if len(key) <= MAX_MEMO_KEY_BYTES else None  # a giant pod is judged afresh, not kept
 
 
 def _evaluate(pod: PodSpecView, config: Config) -> tuple[Finding, ...]:
@@ -244,8 +245,13 @@ class _Effects:
             # Remembered across reviews under all that the answer reads of the findings: the pods of
             # one workload find the same host access, review after review.
             key = ("effects", name, self.signature)
-            self._cache[name] = self.config.memoized(key, partial(self._judge, name))
+            self._cache[name] = self.config.memoized(key, partial(self._judge, name), self.size)
         return self._cache[name]
+
+    @cached_property
+    def size(self) -> int:
+        """The length of the text in `signature`, for the memo's bound."""
+        return sum(len(f.field) + len(f.detail) + sum(len(p.path) for p in f.paths) for f in self.findings)
 
     @property
     def signature(self) -> tuple[Any, ...]:
@@ -271,7 +277,7 @@ class _Effects:
             return policy.consequence(finding, contract, os_name, config)
 
         key = ("consequence", profile_name, finding.check, finding.paths, finding.runs_package_manager)
-        return config.memoized(key, compute)
+        return config.memoized(key, compute, sum(len(p.path) for p in finding.paths))
 
 
 def _pool_effects(
@@ -326,7 +332,7 @@ def assess(
         pools = _pool_effects(placement, effects, inventory)
     else:
         key = ("pool-effects", config.memo, where, effects.signature)
-        pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory))
+        pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory), effects.size)
     assessment = Assessment(
         request,
         Status.JUDGED,
