@@ -86,6 +86,8 @@ POLICY_NAME = "immutable-os-host-access"
 KYVERNO_NAMESPACE = "kyverno"
 CACHE = Path(os.environ.get("IMMUTABLE_OS_WEBHOOK_CACHE", Path.home() / ".cache" / "immutable-os-webhook"))
 WEBHOOK_CALL = "apiserver_admission_webhook_admission_duration_seconds"
+HANDLER = "immutable_os_webhook_review_duration_seconds"
+REVIEWS = "immutable_os_webhook_reviews"
 
 # ---------------------------------------------------------------------------------------------- the pods
 
@@ -177,6 +179,22 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
+
+
+def totals(text: str, family: str) -> dict[str, float]:
+    """Sample name -> its value summed over label sets, for one metric family of a Prometheus text."""
+    out: dict[str, float] = {}
+    for parsed in text_string_to_metric_families("\n".join(x for x in text.splitlines() if family in x)):
+        for sample in parsed.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+def mean_ms(after: dict[str, float], before: dict[str, float], histogram: str) -> float:
+    """Mean of a histogram between two `totals`, in ms (NaN when nothing was observed)."""
+    count = after.get(f"{histogram}_count", 0.0) - before.get(f"{histogram}_count", 0.0)
+    seconds = after.get(f"{histogram}_sum", 0.0) - before.get(f"{histogram}_sum", 0.0)
+    return seconds / count * 1e3 if count else math.nan
 
 
 @dataclass(frozen=True)
@@ -279,6 +297,7 @@ class Run:
     cpu_s: dict[str, float]  # process -> CPU seconds during the timed run
     other_cores: float  # CPU of processes outside the bench, in cores, over the run
     call_ms: float  # the apiserver's mean time per webhook call (NaN: no call)
+    handler_ms: float  # our handler's mean time per review (its own histogram; ours only)
     rss_mb: float
     outcome: str
 
@@ -399,16 +418,12 @@ class Bench:
     def reviews(self, setup: str) -> float:
         """Reviews the set-up's server has answered so far."""
         if setup.startswith("ours"):
-            text = insecure_get(f"{self.ours.url}/metrics", self.hook_ctx)
-            families = text_string_to_metric_families(text)
-            return sum(
-                s.value
-                for f in families
-                if f.name == "immutable_os_webhook_reviews"
-                for s in f.samples
-                if s.name.endswith("_total")
-            )
+            return self.ours_metrics().get(f"{REVIEWS}_total", 0.0)
         return float(insecure_get(f"{self.servers[setup].url}/count", self.hook_ctx))
+
+    def ours_metrics(self) -> dict[str, float]:
+        text = insecure_get(f"{self.ours.url}/metrics", self.hook_ctx)
+        return {**totals(text, REVIEWS), **totals(text, HANDLER)}
 
     def dry_run_host_pod(self) -> str:
         """What the apiserver does with a host pod now: "allowed" or the denial's message."""
@@ -488,16 +503,9 @@ class Bench:
             message="the bench's pods to be deleted",
         )
 
-    def webhook_calls(self) -> tuple[float, float]:
-        """(seconds, calls) the apiserver has spent in webhook calls so far, all webhooks together."""
-        text = "\n".join(line for line in self.cp.get("/metrics").splitlines() if WEBHOOK_CALL in line)
-        total = {"_sum": 0.0, "_count": 0.0}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                for suffix in total:
-                    if sample.name == WEBHOOK_CALL + suffix:
-                        total[suffix] += sample.value
-        return total["_sum"], total["_count"]
+    def webhook_calls(self) -> dict[str, float]:
+        """The apiserver's time in webhook calls so far (_sum, seconds) and their number (_count)."""
+        return totals(self.cp.get("/metrics"), WEBHOOK_CALL)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far: each process of the bench, wrk (the children waited for), the machine."""
@@ -513,12 +521,12 @@ class Bench:
         env = {**os.environ, "BENCH_BODY": str(self.work / f"{series}.json"), "BENCH_TOKEN": self.token}
         wrk(url, self.script, env, connections, 1)  # warm-up, not timed
         self.clear_pods()
-        calls0, cpu0 = self.webhook_calls(), self.cpu()
+        ours = setup.startswith("ours")
+        calls0, hook0, cpu0 = self.webhook_calls(), self.ours_metrics() if ours else {}, self.cpu()
         load = wrk(url, self.script, env, connections, seconds)
-        cpu1, calls1 = self.cpu(), self.webhook_calls()
+        cpu1, hook1, calls1 = self.cpu(), self.ours_metrics() if ours else {}, self.webhook_calls()
         spent = {k: cpu1[k] - cpu0[k] for k in cpu1}
         bench_cpu = sum(v for k, v in spent.items() if k != "machine")
-        calls = calls1[1] - calls0[1]
         pods = self.core.list_namespaced_pod(NAMESPACE, limit=1).items
         if load.non2xx == load.requests:
             outcome = "denied"
@@ -526,7 +534,7 @@ class Bench:
             outcome = "steered"
         else:
             outcome = "created"
-        process = self.procs.get("ours" if setup.startswith("ours") else setup)
+        process = self.procs.get("ours" if ours else setup)
         run = Run(
             setup=setup,
             series=series,
@@ -535,7 +543,8 @@ class Bench:
             load=load,
             cpu_s={k: v for k, v in spent.items() if k != "machine"},
             other_cores=max(0.0, spent["machine"] - bench_cpu) / load.seconds,
-            call_ms=(calls1[0] - calls0[0]) / calls * 1e3 if calls else float("nan"),
+            call_ms=mean_ms(calls1, calls0, WEBHOOK_CALL),
+            handler_ms=mean_ms(hook1, hook0, HANDLER),
             rss_mb=process.memory_info().rss / 2**20 if process else float("nan"),
             outcome=outcome,
         )
@@ -589,7 +598,8 @@ def vap_binding() -> dict[str, Any]:
 
 
 COLUMNS = (("set-up", 8), ("outcome", 8), ("p50", 6), ("p99", 6), ("+p50", 6), ("+p99", 6), ("pods/s", 6),
-           ("call", 5), ("hook", 6), ("api", 6), ("etcd", 6), ("RSS", 4), ("other", 5))  # fmt: skip
+           ("call", 5), ("hdlr", 5), ("hook", 6), ("api", 6), ("etcd", 6), ("RSS", 4),
+           ("other", 5))  # fmt: skip
 FORMAT = {"pods/s": 0, "RSS": 0, "hook": 3, "api": 3, "etcd": 3}
 
 
@@ -598,6 +608,7 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
     1,000 creates of each process, the largest RSS."""
     creates = sum(r.load.requests for r in runs)
     calls = [r.call_ms for r in runs if not math.isnan(r.call_ms)]
+    handled = [r.handler_ms for r in runs if not math.isnan(r.handler_ms)]
     names = sorted({k for r in runs for k in r.cpu_s})
     return {
         "p50_ms": statistics.median(r.load.p50_ms for r in runs),
@@ -606,7 +617,8 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
         "pods_per_s": creates / sum(r.load.seconds for r in runs),
         "creates": creates,
         "cpu_s_per_1000": {k: sum(r.cpu_s[k] for r in runs) / creates * 1000 for k in names},
-        "call_ms": statistics.median(calls) if calls else float("nan"),
+        "call_ms": statistics.median(calls) if calls else math.nan,
+        "handler_ms": statistics.median(handled) if handled else math.nan,
         "rss_mb": max(r.rss_mb for r in runs),
         "other_cores": max(r.other_cores for r in runs),
         "outcome": "/".join(sorted({r.outcome for r in runs})),
@@ -629,15 +641,21 @@ def report(runs: Sequence[Run], setups: Sequence[str], connections: Sequence[int
                 cpu = s["cpu_s_per_1000"]
                 hook = cpu.get("ours" if setup.startswith("ours") else setup, math.nan)
                 values = [setup, s["outcome"], s["p50_ms"], s["p99_ms"], s["p50_ms"] - base["p50_ms"],
-                          s["p99_ms"] - base["p99_ms"], s["pods_per_s"], s["call_ms"], hook,
+                          s["p99_ms"] - base["p99_ms"], s["pods_per_s"], s["call_ms"], s["handler_ms"], hook,
                           cpu["kube-apiserver"], cpu["etcd"], s["rss_mb"], s["other_cores"]]  # fmt: skip
                 cells = [f"{v:>{w}s}" if isinstance(v, str) else f"{v:{w}.{FORMAT.get(h, 2)}f}"
                          for v, (h, w) in zip(values, COLUMNS, strict=True)]  # fmt: skip
                 print(" ".join(cells), " ", " ".join(f"{x:.2f}" for x in s["p50_by_round"]))
+    idle = [r for r in runs if r.setup != "kyverno" and "kyverno" in r.cpu_s]
+    if idle:
+        cores = sum(r.cpu_s["kyverno"] for r in idle) / sum(r.load.seconds for r in idle)
+        out["kyverno_idle_cores"] = cores
+        print(f"\nKyverno, running but not in use (no policy), used {cores:.3f} cores during the other runs")
     print(
         "\nms: wrk's latency per create; +p50/+p99 over `none`; call: the apiserver's mean time per webhook"
-        "\ncall; hook/api/etcd: CPU seconds per 1,000 creates of the webhook process, kube-apiserver, etcd;"
-        "\nRSS MiB of the webhook process; other: cores used outside the bench during the runs (worst run)."
+        "\ncall; hdlr: our handler's mean per review (its own histogram); hook/api/etcd: CPU seconds per"
+        "\n1,000 creates of the webhook process, kube-apiserver, etcd; RSS MiB of the webhook process;"
+        "\nother: cores used by processes outside the bench during the runs (worst run)."
     )
     return out
 
