@@ -17,10 +17,11 @@ and Flatcar) and these admission set-ups, measured in the same run, interleaved 
   kyverno   Kyverno's admission controller (built by hack/kyverno.sh) run outside the cluster against
             this apiserver, with bench/kyverno/policy.yaml (the same checks, Enforce).
 
-Pods: `clean` (a realistic web pod without host access) and `host` (a log shipper with a hostPath:
-ours steers it off Flatcar, vap and kyverno deny it, the others create it). wrk creates them (POST with
-generateName, a bearer token) over kept-alive connections, one connection (latency) and several
-(throughput), for a fixed time after an untimed warm-up; the namespace is emptied around every run.
+Pods: `clean` (a realistic web pod without host access) and `host` (a tool installer writing to the
+host's /usr/local/bin through a hostPath: ours steers it off Flatcar, vap and kyverno deny it, the others
+create it). wrk creates them (POST with generateName, a bearer token) over kept-alive connections, one
+connection (latency) and several (throughput), for a fixed time after an untimed warm-up; the namespace
+is emptied around every run.
 Before a set-up is measured the bench waits until the apiserver really uses it (a dry-run create of a
 host pod reaches the server, or is denied), and after, until it no longer does.
 
@@ -62,7 +63,15 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.harness import LOOPBACK, ControlPlane, _die_with_parent, create_node_pool, free_port, wait_for  # noqa: E402
+from tests.e2e.harness import (  # noqa: E402
+    LOOPBACK,
+    ControlPlane,
+    _die_with_parent,
+    create_node_pool,
+    free_port,
+    tail,
+    wait_for,
+)
 from tests.e2e.webhook_fixture import (  # noqa: E402
     WebhookProcess,
     api_message,
@@ -139,23 +148,27 @@ def clean_pod() -> dict[str, Any]:
 
 
 def host_pod() -> dict[str, Any]:
-    """A log shipper reading the node's /var/log through a hostPath."""
+    """A node tool installer: it copies binaries into the host's /usr/local/bin, read-only on the
+    immutable OSes, so ours steers it off Flatcar (and vap and kyverno deny it)."""
     container = {
-        "name": "shipper",
-        "image": "registry.example.com/infra/log-shipper:3.2.0",
+        "name": "installer",
+        "image": "registry.example.com/infra/node-tools:2.4.1",
+        "command": ["/bin/sh", "-c", "cp /tools/* /host/bin/ && sleep infinity"],
         "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "200m", "memory": "128Mi"},
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "100m", "memory": "64Mi"},
         },
-        "volumeMounts": [{"name": "varlog", "mountPath": "/var/log", "readOnly": True}],
+        "volumeMounts": [{"name": "host-bin", "mountPath": "/host/bin"}],
     }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"generateName": "host-", "labels": {"app.kubernetes.io/name": "log-shipper"}},
+        "metadata": {"generateName": "host-", "labels": {"app.kubernetes.io/name": "node-tools"}},
         "spec": {
             "containers": [container],
-            "volumes": [{"name": "varlog", "hostPath": {"path": "/var/log", "type": "Directory"}}],
+            "volumes": [
+                {"name": "host-bin", "hostPath": {"path": "/usr/local/bin", "type": "DirectoryOrCreate"}}
+            ],
         },
     }
 
@@ -241,9 +254,18 @@ class Server:
     popen: subprocess.Popen[bytes]
     url: str
 
-    def alive(self) -> None:
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with code {self.popen.returncode}")
+    def wait_ready(self, path: str, context: ssl.SSLContext | None, timeout: float, log: Path) -> None:
+        """Until GET `path` answers 200; raises at once if the process exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with code {self.popen.returncode}:\n{tail(log)}")
+            with contextlib.suppress(OSError):
+                insecure_get(f"{self.url}{path}", context)
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n{tail(log)}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -356,12 +378,7 @@ class Bench:
     def _server(self, name: str, command: list[str], port: int) -> None:
         server = spawn(name, command, self.cp.log_dir / f"{name}.log", f"https://{LOOPBACK}:{port}")
         self.servers[name] = server
-
-        def ready() -> bool:
-            server.alive()
-            return bool(insecure_get(f"{server.url}/healthz", self.hook_ctx))
-
-        wait_for(ready, timeout=30, interval=0.1, message=f"{name} to answer")
+        server.wait_ready("/healthz", self.hook_ctx, 60, self.cp.log_dir / f"{name}.log")
         self.procs[name] = psutil.Process(server.popen.pid)
         # The chart's configurations with this server's URL (same certificate as ours).
         stand_in = _Endpoint(server.url, self.ours.ca_bundle, self.ours.dir)
@@ -389,19 +406,23 @@ class Bench:
             f"--metricsHost={LOOPBACK}",
             f"--metricsPort={free_port()}",
             f"--controllerRuntimeMetricsAddress={LOOPBACK}:{free_port()}",
+            "--disableLogColor",
         ]
-        env = {**os.environ, "KYVERNO_NAMESPACE": KYVERNO_NAMESPACE, "KYVERNO_POD_NAME": "kyverno-bench"}
+        # What the chart's Deployment sets (cmd/internal and pkg/config read them).
+        env = {
+            **os.environ,
+            "KYVERNO_NAMESPACE": KYVERNO_NAMESPACE,
+            "KYVERNO_POD_NAME": "kyverno-admission-controller-bench",
+            "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-admission-controller",
+            "KYVERNO_ROLE_NAME": "kyverno:admission-controller",
+            "KYVERNO_DEPLOYMENT": "kyverno-admission-controller",
+            "KYVERNO_SVC": "kyverno-svc",
+            "INIT_CONFIG": "kyverno",
+            "METRICS_CONFIG": "kyverno-metrics",
+        }
         server = spawn("kyverno", command, self.cp.log_dir / "kyverno.log", f"https://{LOOPBACK}:{port}", env)
         self.servers["kyverno"] = server
-
-        def ready() -> bool:
-            server.alive()
-            insecure_get(f"{server.url}/health/readiness")
-            return True
-
-        wait_for(
-            ready, timeout=180, interval=0.5, message=lambda: "kyverno to be ready:\n" + self.log("kyverno")
-        )
+        server.wait_ready("/health/readiness", None, 180, self.cp.log_dir / "kyverno.log")
         self.procs["kyverno"] = psutil.Process(server.popen.pid)
 
     def log(self, name: str) -> str:

@@ -93,7 +93,7 @@ chmod -R u+w "${WORK_DIR}/crds"
 
 STEP="verify"
 help="$(timeout 60 "${WORK_DIR}/kyverno" --help 2>&1 || true)"
-[[ "${help}" == *--serverIP* ]] || { echo "kyverno --help does not list --serverIP" >&2; false; }
+[[ "${help}" == *-serverIP* ]] || { echo "kyverno --help does not list -serverIP" >&2; false; }
 echo "${KYVERNO_VERSION}" >"${WORK_DIR}/.built"
 log "kyverno ${KYVERNO_VERSION}: built in ${SECONDS}s ($(du -h "${WORK_DIR}/kyverno" | cut -f1))"
 echo "KYVERNO_DIR=${WORK_DIR}" >&3
