@@ -11,8 +11,8 @@ and Flatcar) and these admission set-ups, measured in the same run, interleaved 
   null      the chart's configurations (without matchConditions) at bench/nullwebhook, a Go
             standard-library HTTPS server that decodes the review and answers allowed: the floor of
             any webhook on this machine;
-  floor     the same at the bare starlette + uvicorn handler on our serving stack (parse the JSON,
-            answer allowed): the ceiling of a Python webhook here;
+  floor     the same at bench/server.py's ceiling, the bare starlette + uvicorn handler on our serving
+            stack (parse the JSON, answer allowed): the ceiling of a Python webhook here;
   vap       the in-tree ValidatingAdmissionPolicy making the default checks in CEL;
   kyverno   Kyverno's admission controller (built by hack/kyverno.sh) run outside the cluster against
             this apiserver, with bench/kyverno/policy.yaml (the same checks, Enforce).
@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,6 @@ KYVERNO_NAMESPACE = "kyverno"
 CACHE = Path(os.environ.get("IMMUTABLE_OS_WEBHOOK_CACHE", Path.home() / ".cache" / "immutable-os-webhook"))
 WEBHOOK_CALL = "apiserver_admission_webhook_admission_duration_seconds"
 HANDLER = "immutable_os_webhook_review_duration_seconds"
-REVIEWS = "immutable_os_webhook_reviews"
 
 # ---------------------------------------------------------------------------------------------- the pods
 
@@ -238,12 +238,23 @@ def wrk(url: str, script: Path, env: dict[str, str], connections: int, seconds: 
 
 
 def insecure_get(url: str, context: ssl.SSLContext | None = None) -> str:
-    """GET from a loopback server (the webhooks' own endpoints, not the apiserver)."""
+    """GET from a loopback server (the webhooks' own endpoints, not the apiserver); raises on non-2xx."""
     if context is None:
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     with urllib.request.urlopen(url, timeout=5, context=context) as answer:
         return str(answer.read().decode())
+
+
+def answers(url: str, context: ssl.SSLContext | None) -> bool:
+    """Whether a loopback HTTPS server answers GET `url` at all (any status)."""
+    try:
+        insecure_get(url, context)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -254,14 +265,13 @@ class Server:
     popen: subprocess.Popen[bytes]
     url: str
 
-    def wait_ready(self, path: str, context: ssl.SSLContext | None, timeout: float, log: Path) -> None:
-        """Until GET `path` answers 200; raises at once if the process exits."""
+    def wait_ready(self, ready: Callable[[], bool], timeout: float, log: Path) -> None:
+        """Until `ready()`; raises at once if the process exits."""
         deadline = time.monotonic() + timeout
         while True:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with code {self.popen.returncode}:\n{tail(log)}")
-            with contextlib.suppress(OSError):
-                insecure_get(f"{self.url}{path}", context)
+            if ready():
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n{tail(log)}")
@@ -367,18 +377,24 @@ class Bench:
             port = free_port()
             command = [str(null_webhook_binary()), f"-addr={LOOPBACK}:{port}", f"-cert={cert}", f"-key={key}"]
             self._server("null", command, port)
-        if "floor" in setups:
+        if "floor" in setups:  # bench/server.py's ceiling: the bare handler on our serving stack
             port = free_port()
-            self._server(
-                "floor", [sys.executable, str(REPO / "bench" / "floor.py"), str(port), cert, key], port
-            )
+            ceiling = [
+                sys.executable,
+                str(REPO / "bench" / "server.py"),
+                "--role",
+                "ceiling",
+                "--port",
+                str(port),
+            ]
+            self._server("floor", [*ceiling, "--cert", cert, "--key", key], port)
         if "kyverno" in setups:
             self.start_kyverno()
 
     def _server(self, name: str, command: list[str], port: int) -> None:
         server = spawn(name, command, self.cp.log_dir / f"{name}.log", f"https://{LOOPBACK}:{port}")
         self.servers[name] = server
-        server.wait_ready("/healthz", self.hook_ctx, 60, self.cp.log_dir / f"{name}.log")
+        server.wait_ready(lambda: answers(server.url, self.hook_ctx), 60, self.cp.log_dir / f"{name}.log")
         self.procs[name] = psutil.Process(server.popen.pid)
         # The chart's configurations with this server's URL (same certificate as ours).
         stand_in = _Endpoint(server.url, self.ours.ca_bundle, self.ours.dir)
@@ -422,7 +438,13 @@ class Bench:
         }
         server = spawn("kyverno", command, self.cp.log_dir / "kyverno.log", f"https://{LOOPBACK}:{port}", env)
         self.servers["kyverno"] = server
-        server.wait_ready("/health/readiness", None, 180, self.cp.log_dir / "kyverno.log")
+
+        def ready() -> bool:  # 200 once its certificates are in place
+            with contextlib.suppress(OSError):
+                return bool(insecure_get(f"{server.url}/health/readiness") is not None)
+            return False
+
+        server.wait_ready(ready, 180, self.cp.log_dir / "kyverno.log")
         self.procs["kyverno"] = psutil.Process(server.popen.pid)
 
     def log(self, name: str) -> str:
@@ -436,15 +458,8 @@ class Bench:
 
     # -- switching set-ups on and off -------------------------------------------------------------
 
-    def reviews(self, setup: str) -> float:
-        """Reviews the set-up's server has answered so far."""
-        if setup.startswith("ours"):
-            return self.ours_metrics().get(f"{REVIEWS}_total", 0.0)
-        return float(insecure_get(f"{self.servers[setup].url}/count", self.hook_ctx))
-
     def ours_metrics(self) -> dict[str, float]:
-        text = insecure_get(f"{self.ours.url}/metrics", self.hook_ctx)
-        return {**totals(text, REVIEWS), **totals(text, HANDLER)}
+        return totals(insecure_get(f"{self.ours.url}/metrics", self.hook_ctx), HANDLER)
 
     def dry_run_host_pod(self) -> str:
         """What the apiserver does with a host pod now: "allowed" or the denial's message."""
@@ -456,10 +471,12 @@ class Bench:
             raise
         return "allowed"
 
-    def reaches(self, setup: str) -> bool:
-        before = self.reviews(setup)
+    def reaches(self) -> bool:
+        """Whether the apiserver calls both webhooks of a configuration for a host pod (only one set-up
+        is registered at a time)."""
+        before = self.webhook_calls().get(f"{WEBHOOK_CALL}_count", 0.0)
         self.dry_run_host_pod()
-        return self.reviews(setup) >= before + 2  # /mutate and /validate
+        return self.webhook_calls().get(f"{WEBHOOK_CALL}_count", 0.0) >= before + 2  # mutate, validate
 
     def kyverno_pod_webhooks(self) -> list[str]:
         """Kyverno's webhooks that the apiserver would call for a pod create."""
@@ -479,7 +496,7 @@ class Bench:
     def activate(self, setup: str) -> None:
         if setup in self.configurations:
             register(self.api, self.configurations[setup])
-            wait_for(lambda: self.reaches(setup), timeout=60, message=f"the apiserver to call {setup}")
+            wait_for(self.reaches, timeout=60, message=f"the apiserver to call {setup}")
         elif setup == "vap":
             admission = k8s.AdmissionregistrationV1Api(self.api)
             admission.create_validating_admission_policy(vap_policy())
@@ -498,9 +515,7 @@ class Bench:
     def deactivate(self, setup: str) -> None:
         if setup in self.configurations:
             unregister(self.api, self.configurations[setup])
-            wait_for(
-                lambda: not self.reaches(setup), timeout=60, message=f"the apiserver to stop calling {setup}"
-            )
+            wait_for(lambda: not self.reaches(), timeout=60, message=f"the apiserver to stop calling {setup}")
         elif setup == "vap":
             admission = k8s.AdmissionregistrationV1Api(self.api)
             admission.delete_validating_admission_policy_binding(POLICY_NAME)

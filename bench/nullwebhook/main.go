@@ -9,8 +9,6 @@ import (
 	"flag"
 	"log"
 	"net/http"
-	"strconv"
-	"sync/atomic"
 )
 
 func main() {
@@ -19,7 +17,6 @@ func main() {
 	key := flag.String("key", "", "serving key (PEM)")
 	flag.Parse()
 
-	var reviews atomic.Int64
 	answer := func(w http.ResponseWriter, r *http.Request) {
 		// Decoding the review (for its uid) is the least any webhook must do.
 		var in struct {
@@ -31,7 +28,6 @@ func main() {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		reviews.Add(1)
 		uid, _ := json.Marshal(in.Request.UID)
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":` +
@@ -40,11 +36,6 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /mutate", answer)
 	mux.HandleFunc("POST /validate", answer)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	// Reviews answered so far: the bench polls it to know when the apiserver calls this server.
-	mux.HandleFunc("GET /count", func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte(strconv.FormatInt(reviews.Load(), 10)))
-	})
 	// HTTP/1.1 only, like uvicorn: the comparison is of servers, not of protocols.
 	server := &http.Server{Addr: *addr, Handler: mux,
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
