@@ -24,8 +24,10 @@ from webhook.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
-# Entries a config remembers (`Config.memoized`) before it starts over.
-MEMO_ENTRIES = 4096
+# Entries a memo (`Memo`) holds before it starts over. With content keys of at most MAX_MEMO_KEY_BYTES,
+# a memo holds at most 16 MiB of keys, whatever the reviews.
+MEMO_ENTRIES = 1024
+MAX_MEMO_KEY_BYTES = 16 * 1024
 
 NAMESPACE_MODE_LABEL = f"{PREFIX}/mode"
 STEERED_ANNOTATION = f"{PREFIX}/steered"
@@ -168,7 +170,11 @@ class Memo:
     def __init__(self) -> None:
         self._answers: dict[Hashable, Any] = {}
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+    def get(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
+        """`compute()`, remembered under `key`; `size`, the length of the text the key holds, keeps a
+        key past MAX_MEMO_KEY_BYTES out (its answer is computed, not kept)."""
+        if size > MAX_MEMO_KEY_BYTES:
+            return compute()
         answers = self._answers
         if key in answers:
             value: T = answers[key]
@@ -216,8 +222,8 @@ class Config:
     # also stands for this config in the keys of other memos (it is hashed by identity).
     memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
 
-    def memoized(self, key: Hashable, compute: Callable[[], T]) -> T:
-        return self.memo.get(key, compute)
+    def memoized(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
+        return self.memo.get(key, compute, size)
 
     @property
     def enabled_profiles(self) -> tuple[Profile, ...]:

@@ -80,9 +80,18 @@ BINARY_PATHS = ("/kubelet-plugins/volume/exec",)
 SOFTWARE_TREES = ("/opt",)
 
 
-@lru_cache(maxsize=1024)  # pods of one workload mount the same paths, review after review
 def normalise(path: str) -> str:
     """A host path as the kubelet resolves it: segments cleaned, merged-/usr aliases followed."""
+    # Pods of one workload mount the same paths, review after review; a path past PATH_MAX is not kept.
+    return _normalise_kept(path) if len(path) <= 4096 else _normalise(path)
+
+
+@lru_cache(maxsize=1024)
+def _normalise_kept(path: str) -> str:
+    return _normalise(path)
+
+
+def _normalise(path: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     clean = "/" + "/".join(parts)
     for alias, target in MERGED_USR.items():
