@@ -194,12 +194,14 @@ end
 """
 
 
-def totals(text: str, family: str) -> dict[str, float]:
-    """Sample name -> its value summed over label sets, for one metric family of a Prometheus text."""
+def totals(text: str, family: str, webhooks: str = "") -> dict[str, float]:
+    """Sample name -> its value summed over label sets, for one metric family of a Prometheus text; with
+    `webhooks`, only the samples whose `name` label contains it."""
     out: dict[str, float] = {}
     for parsed in text_string_to_metric_families("\n".join(x for x in text.splitlines() if family in x)):
         for sample in parsed.samples:
-            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+            if webhooks in sample.labels.get("name", ""):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
 
 
@@ -532,16 +534,31 @@ class Bench:
     # -- measuring --------------------------------------------------------------------------------
 
     def clear_pods(self) -> None:
-        self.core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
-        wait_for(
-            lambda: not self.core.list_namespaced_pod(NAMESPACE, limit=1).items,
-            timeout=120,
-            message="the bench's pods to be deleted",
-        )
+        """Delete the bench's pods (again while any is left: one deletecollection may stop short)."""
 
-    def webhook_calls(self) -> dict[str, float]:
-        """The apiserver's time in webhook calls so far (_sum, seconds) and their number (_count)."""
-        return totals(self.cp.get("/metrics"), WEBHOOK_CALL)
+        def gone() -> bool:
+            left = self.core.list_namespaced_pod(NAMESPACE, limit=1)
+            if not left.items:
+                return True
+            self.core.delete_collection_namespaced_pod(
+                NAMESPACE, grace_period_seconds=0, _request_timeout=120
+            )
+            return False
+
+        def describe() -> str:
+            left = self.core.list_namespaced_pod(NAMESPACE, limit=1)
+            pod = left.items[0].metadata if left.items else None
+            return f"the bench's pods to be deleted (a pod left: {pod})"
+
+        wait_for(gone, timeout=180, interval=0.5, message=describe)
+
+    def webhook_calls(self, setup: str = "") -> dict[str, float]:
+        """The apiserver's time in calls to the set-up's webhooks so far (_sum, seconds) and their number
+        (_count). Kyverno's names contain "kyverno", the chart's "immutable-os.io"; Kyverno, always
+        running, calls its own lease webhook now and then."""
+        return totals(
+            self.cp.get("/metrics"), WEBHOOK_CALL, "kyverno" if setup == "kyverno" else "immutable-os.io"
+        )
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far: each process of the bench, wrk (the children waited for), the machine."""
@@ -558,9 +575,9 @@ class Bench:
         wrk(url, self.script, env, connections, 1)  # warm-up, not timed
         self.clear_pods()
         ours = setup.startswith("ours")
-        calls0, hook0, cpu0 = self.webhook_calls(), self.ours_metrics() if ours else {}, self.cpu()
+        calls0, hook0, cpu0 = self.webhook_calls(setup), self.ours_metrics() if ours else {}, self.cpu()
         load = wrk(url, self.script, env, connections, seconds)
-        cpu1, hook1, calls1 = self.cpu(), self.ours_metrics() if ours else {}, self.webhook_calls()
+        cpu1, hook1, calls1 = self.cpu(), self.ours_metrics() if ours else {}, self.webhook_calls(setup)
         spent = {k: cpu1[k] - cpu0[k] for k in cpu1}
         bench_cpu = sum(v for k, v in spent.items() if k != "machine")
         pods = self.core.list_namespaced_pod(NAMESPACE, limit=1).items
