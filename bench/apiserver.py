@@ -446,7 +446,9 @@ class Bench:
                 return bool(insecure_get(f"{server.url}/health/readiness") is not None)
             return False
 
+        started = time.monotonic()
         server.wait_ready(ready, 180, self.cp.log_dir / "kyverno.log")
+        print(f"kyverno ready in {time.monotonic() - started:.0f}s", flush=True)
         self.procs["kyverno"] = psutil.Process(server.popen.pid)
 
     def log(self, name: str) -> str:
