@@ -331,6 +331,7 @@ class Run:
     cpu_s: dict[str, float]  # process -> CPU seconds during the timed run
     other_cores: float  # CPU of processes outside the bench, in cores, over the run
     call_ms: float  # the apiserver's mean time per webhook call (NaN: no call)
+    calls: float  # webhook calls per create
     handler_ms: float  # our handler's mean time per review (its own histogram; ours only)
     rss_mb: float
     outcome: str
@@ -515,6 +516,9 @@ class Bench:
                 timeout=120,
                 message=lambda: "Kyverno to deny:\n" + self.log("kyverno"),
             )
+            print(
+                f"  kyverno's webhooks for pod creates: {', '.join(self.kyverno_pod_webhooks())}", flush=True
+            )
 
     def deactivate(self, setup: str) -> None:
         if setup in self.configurations:
@@ -599,6 +603,8 @@ class Bench:
             cpu_s={k: v for k, v in spent.items() if k != "machine"},
             other_cores=max(0.0, spent["machine"] - bench_cpu) / load.seconds,
             call_ms=mean_ms(calls1, calls0, WEBHOOK_CALL),
+            calls=(calls1.get(f"{WEBHOOK_CALL}_count", 0.0) - calls0.get(f"{WEBHOOK_CALL}_count", 0.0))
+            / max(load.requests, 1),
             handler_ms=mean_ms(hook1, hook0, HANDLER),
             rss_mb=process.memory_info().rss / 2**20 if process else float("nan"),
             outcome=outcome,
@@ -653,7 +659,7 @@ def vap_binding() -> dict[str, Any]:
 
 
 COLUMNS = (("set-up", 8), ("outcome", 8), ("p50", 6), ("p99", 6), ("+p50", 6), ("+p99", 6), ("pods/s", 6),
-           ("call", 5), ("hdlr", 5), ("hook", 6), ("api", 6), ("etcd", 6), ("RSS", 4),
+           ("calls", 5), ("call", 5), ("hdlr", 5), ("hook", 6), ("api", 6), ("etcd", 6), ("RSS", 4),
            ("other", 5))  # fmt: skip
 FORMAT = {"pods/s": 0, "RSS": 0, "hook": 3, "api": 3, "etcd": 3}
 
@@ -673,6 +679,7 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
         "creates": creates,
         "cpu_s_per_1000": {k: sum(r.cpu_s[k] for r in runs) / creates * 1000 for k in names},
         "call_ms": statistics.median(calls) if calls else math.nan,
+        "calls_per_create": sum(r.calls * r.load.requests for r in runs) / creates,
         "handler_ms": statistics.median(handled) if handled else math.nan,
         "rss_mb": max(r.rss_mb for r in runs),
         "other_cores": max(r.other_cores for r in runs),
@@ -696,7 +703,8 @@ def report(runs: Sequence[Run], setups: Sequence[str], connections: Sequence[int
                 cpu = s["cpu_s_per_1000"]
                 hook = cpu.get("ours" if setup.startswith("ours") else setup, math.nan)
                 values = [setup, s["outcome"], s["p50_ms"], s["p99_ms"], s["p50_ms"] - base["p50_ms"],
-                          s["p99_ms"] - base["p99_ms"], s["pods_per_s"], s["call_ms"], s["handler_ms"], hook,
+                          s["p99_ms"] - base["p99_ms"], s["pods_per_s"], s["calls_per_create"], s["call_ms"],
+                          s["handler_ms"], hook,
                           cpu["kube-apiserver"], cpu["etcd"], s["rss_mb"], s["other_cores"]]  # fmt: skip
                 cells = [f"{v:>{w}s}" if isinstance(v, str) else f"{v:{w}.{FORMAT.get(h, 2)}f}"
                          for v, (h, w) in zip(values, COLUMNS, strict=True)]  # fmt: skip
@@ -707,10 +715,10 @@ def report(runs: Sequence[Run], setups: Sequence[str], connections: Sequence[int
         out["kyverno_idle_cores"] = cores
         print(f"\nKyverno, running but not in use (no policy), used {cores:.3f} cores during the other runs")
     print(
-        "\nms: wrk's latency per create; +p50/+p99 over `none`; call: the apiserver's mean time per webhook"
-        "\ncall; hdlr: our handler's mean per review (its own histogram); hook/api/etcd: CPU seconds per"
-        "\n1,000 creates of the webhook process, kube-apiserver, etcd; RSS MiB of the webhook process;"
-        "\nother: cores used by processes outside the bench during the runs (worst run)."
+        "\nms: wrk's latency per create; +p50/+p99 over `none`; calls: webhook calls per create; call: the"
+        "\napiserver's mean time per webhook call; hdlr: our handler's mean per review (its own histogram);"
+        "\nhook/api/etcd: CPU seconds per 1,000 creates of the webhook process, kube-apiserver, etcd; RSS MiB"
+        "\nof the webhook process; other: cores used outside the bench during the runs (worst run)."
     )
     return out
 
