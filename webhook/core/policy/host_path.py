@@ -18,17 +18,25 @@ from webhook.core.config import Config, HostPathRule
 from webhook.core.contracts import Effect, HostContract, PathAccess, effect_of_path, normalise, worst
 from webhook.core.policy.base import WORKS, Check, Consequence, Finding
 from webhook.core.workloads import Container, PodSpecView
-from webhook.errors import ManifestError
+from webhook.errors import ManifestError, shown
 
 CREATING_TYPES = frozenset({"DirectoryOrCreate", "FileOrCreate"})
 
 
-def _mounts_of(volume: str, containers: list[Container], pod: PodSpecView) -> list[tuple[Container, Any]]:
-    mounts = []
-    for container in containers:
-        for mount in pod.objects("volumeMounts", container.raw, f"{container.field}.volumeMounts"):
-            if mount.get("name") == volume:
-                mounts.append((container, mount))
+def _mounts_by_volume(pod: PodSpecView) -> dict[Any, list[tuple[Container, Any]]]:
+    """Every container's mounts, by volume name, read once: a pod may hold thousands of volumes and
+    mounts, and looking each volume up across all mounts would cost volumes x mounts."""
+    mounts: dict[Any, list[tuple[Container, Any]]] = {}
+    for container in pod.containers():
+        where = f"{container.field}.volumeMounts"
+        for j, mount in enumerate(pod.objects("volumeMounts", container.raw, where)):
+            read_only = mount.get("readOnly")
+            if read_only is not None and not isinstance(read_only, bool):
+                # "false" is truthy: read as read-only, a writable mount would be judged a read
+                raise ManifestError(f"expected true or false, got {shown(read_only)}",
+                                    field=f"{where}[{j}].readOnly", fix="write true or false")  # fmt: skip
+            name = mount.get("name")
+            mounts.setdefault(name if isinstance(name, str) else None, []).append((container, mount))
     return mounts
 
 
@@ -52,7 +60,7 @@ def _host_paths(root: str, creates: bool, mounts: list[tuple[Container, Any]]) -
 
 def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
     findings: list[Finding] = []
-    containers = list(pod.containers())
+    mounts_of = _mounts_by_volume(pod)
     for i, volume in enumerate(pod.objects("volumes")):
         host_path = volume.get("hostPath")
         if host_path is None:
@@ -62,12 +70,16 @@ def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
             raise ManifestError("hostPath needs a path", field=f"{where}.path", fix="give an absolute path")
         path: str = host_path["path"]
         name = str(volume.get("name", f"#{i}"))
-        mounts = _mounts_of(name, containers, pod)
+        mounts = mounts_of.get(volume.get("name"), []) if isinstance(volume.get("name"), str) else []
         writable = sorted({c.name for c, m in mounts if not m.get("readOnly", False)})
         bidirectional = sorted({c.name for c, m in mounts if m.get("mountPropagation") == "Bidirectional"})
         if _allowed(path, not writable, config.allowed_host_paths):
             continue
-        kind = host_path.get("type") or ""
+        kind = host_path.get("type")
+        kind = "" if kind is None else kind
+        if not isinstance(kind, str):
+            raise ManifestError(f"expected a string, got {shown(kind)}", field=f"{where}.type",
+                                fix="e.g. Directory or DirectoryOrCreate")  # fmt: skip
         creates = kind in CREATING_TYPES
         notes = []
         if writable:
