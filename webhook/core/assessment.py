@@ -11,8 +11,9 @@ steering plan is computed once, here, and proven by placing the steered spec aga
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from webhook.core import policy
@@ -187,9 +188,15 @@ def _daemon_set(request: Request) -> str:
     return ""
 
 
-def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Placement:
+def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> tuple[Placement, Hashable]:
+    """Where it can land, and a key naming the question (None without an inventory)."""
     constraints = Constraints.of(pod)
-    return place(constraints, inventory) if inventory is not None else place_by_evidence(constraints, config)
+    if inventory is None:
+        return place_by_evidence(constraints, config), None
+    # The pods of one workload ask the same of the same inventory: placed once.
+    c = constraints
+    key = ("place", c.node_name, tuple(c.node_selector.items()), c.terms, c.tolerations)
+    return inventory.memo.get(key, partial(place, constraints, inventory)), key
 
 
 class _Effects:
@@ -199,17 +206,57 @@ class _Effects:
         self.findings = findings
         self.config = config
         self._cache: dict[str, tuple[Effect, tuple[str, ...]]] = {}
+        self._signature: tuple[Any, ...] | None = None
 
     def of(self, pool: Pool) -> tuple[Effect, tuple[str, ...]]:
         if pool.node_class is NodeClass.GENERAL:
             return Effect.WORKS, ()
         name = pool.classification.profile_name
         if name not in self._cache:
-            contract, os_name = self.config.contract_of(name)
-            judged = [(f, policy.consequence(f, contract, os_name, self.config)) for f in self.findings]
-            effect = worst(c.effect for _, c in judged)
-            self._cache[name] = (effect, tuple(_reason(f, c) for f, c in judged if c.effect is effect))
+            # Remembered across reviews under all that the answer reads of the findings: the pods of
+            # one workload find the same host access, review after review.
+            key = ("effects", name, self.signature)
+            self._cache[name] = self.config.memoized(key, partial(self._judge, name))
         return self._cache[name]
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        """All that an effect reads of the findings."""
+        if self._signature is None:
+            self._signature = tuple(
+                (f.check, f.field, f.detail, f.paths, f.runs_package_manager) for f in self.findings
+            )
+        return self._signature
+
+    def _judge(self, name: str) -> tuple[Effect, tuple[str, ...]]:
+        judged = [(f, self._consequence(f, name)) for f in self.findings]
+        effect = worst(c.effect for _, c in judged)
+        return effect, tuple(_reason(f, c) for f, c in judged if c.effect is effect)
+
+    def _consequence(self, finding: Finding, profile_name: str) -> Consequence:
+        # What a consequence depends on (policy.consequence): the check, the paths and what runs, the
+        # OS's contract, the config. Remembered across reviews: pods of one workload ask the same.
+        config = self.config
+
+        def compute() -> Consequence:
+            contract, os_name = config.contract_of(profile_name)
+            return policy.consequence(finding, contract, os_name, config)
+
+        key = ("consequence", profile_name, finding.check, finding.paths, finding.runs_package_manager)
+        return config.memoized(key, compute)
+
+
+def _pool_effects(
+    placement: Placement, effects: _Effects, inventory: Inventory | None
+) -> tuple[PoolEffect, ...]:
+    """Each node pool it can land on (once, though it spans zones) and the findings' effect there."""
+    named: dict[tuple[str, Any], PoolEffect] = {}
+    for group in placement.pools:
+        if group.key not in named:
+            effect, reasons = effects.of(group)
+            nodes = inventory.nodes_per_pool.get(group.name) if inventory is not None else None
+            named[group.key] = PoolEffect(group, effect, reasons, nodes)
+    return tuple(named.values())
 
 
 def _reason(finding: Finding, consequence: Consequence) -> str:
@@ -257,15 +304,13 @@ def assess(
     if not findings:
         return Assessment(request, Status.CLEAN, pod, mode=mode)
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
-    placement = _place(pod, inventory, config)
+    placement, where = _place(pod, inventory, config)
     effects = _Effects(findings, config)
-    named: dict[tuple[str, Any], PoolEffect] = {}
-    for group in placement.pools:
-        if group.key not in named:
-            effect, reasons = effects.of(group)
-            nodes = inventory.nodes_per_pool.get(group.name) if inventory is not None else None
-            named[group.key] = PoolEffect(group, effect, reasons, nodes)
-    pools = tuple(named.values())
+    if inventory is None or where is None:
+        pools = _pool_effects(placement, effects, inventory)
+    else:
+        key = ("pool-effects", config.memo, where, effects.signature)
+        pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory))
     assessment = Assessment(
         request,
         Status.JUDGED,
@@ -281,7 +326,9 @@ def assess(
     )
     if not any(p.effect is Effect.BREAKS for p in pools):
         return assessment
-    suggestion = general_selector(inventory) if inventory is not None else None
+    suggestion = None
+    if inventory is not None:
+        suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
     plan = None
     if not assessment.only_breaking:
         plan = _plan(request, pod, config, inventory, placement, effects)
@@ -313,7 +360,11 @@ def _plan(
         for i, group in enumerate(inventory.pools):
             if effects.of(group)[0] is Effect.BREAKS:
                 breaking_all |= 1 << i
-        requirements, left = exclude_pools(inventory, breaking_all, placement.mask & breaking_all, config)
+        targets = placement.mask & breaking_all
+        requirements, left = inventory.memo.get(
+            ("exclude_pools", config.memo, breaking_all, targets),
+            partial(exclude_pools, inventory, breaking_all, targets, config),
+        )
         remaining = tuple(g for i, g in enumerate(inventory.pools) if left >> i & 1)
     if remaining and config.steering.strategy is SteeringStrategy.AFFINITY:
         return _unlabelled(remaining)
@@ -321,7 +372,7 @@ def _plan(
     plan = steer_away_from(request.object, pod, requirements, steered_from, config)
     if isinstance(plan, SteeringRefusal):
         return plan
-    after = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
+    after, _ = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
     if after.nowhere:
         return SteeringRefusal("steering would leave no node it can land on")
     still = [g for g in after.pools if effects.of(g)[0] is Effect.BREAKS]

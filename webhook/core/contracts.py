@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 class Effect(enum.Enum):
@@ -79,6 +80,7 @@ BINARY_PATHS = ("/kubelet-plugins/volume/exec",)
 SOFTWARE_TREES = ("/opt",)
 
 
+@lru_cache(maxsize=1024)  # pods of one workload mount the same paths, review after review
 def normalise(path: str) -> str:
     """A host path as the kubelet resolves it: segments cleaned, merged-/usr aliases followed."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
