@@ -1,7 +1,8 @@
 """Seeded fuzzing of the HTTP edge at length: `--cases` mutated reviews (tests/fuzzing.py) against
 `python -m webhook serve` on a free 127.0.0.1 port, then its figures: cases, answers by status, 5xx,
 wrong uids, late and missing answers, error records and tracebacks in its log, max and p99 latency, and
-its RSS at the start (after one unmutated pass over the corpus), its peak, and at the end.
+its RSS fresh, at the start (after one unmutated pass over the corpus and `--warm` fuzzed cases of
+another seed, which fill the core's bounded memos), its peak, and at the end.
 
 `--held N` first opens N idle or slow connections (TCP only, TLS and nothing more, a head that never
 ends, a body far from its declared length), asks one review on a new connection, and reports the RSS
@@ -85,7 +86,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             if args.held:
                 figures["held"] = await held_connections(process, context, args.held)
-            warm = await fuzzing.drive(HOST, process.port, context, fuzzing.warm_up(args.seed))
+            fresh = fuzzing.memory_of(process.proc.pid)
+            warm = await fuzzing.drive(HOST, process.port, context, fuzzing.warm_up(args.seed, args.warm))
             await asyncio.sleep(0.5)
             start = fuzzing.memory_of(process.proc.pid)
             began = time.monotonic()
@@ -118,7 +120,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "late": report.late, "missing": report.missing, "failures": len(report.failures) + len(warm.failures),
         "error_records": len(loud), "max_seconds": round(max(report.latencies), 3),
         "p99_seconds": round(report.percentile(0.99), 4), "p50_seconds": round(report.percentile(0.5), 4),
-        "rss_start_mib": round(start["VmRSS"] / 2**20, 1), "rss_peak_mib": round(end["VmHWM"] / 2**20, 1),
+        "rss_fresh_mib": round(fresh["VmRSS"] / 2**20, 1), "rss_start_mib": round(start["VmRSS"] / 2**20, 1),
+        "rss_peak_mib": round(end["VmHWM"] / 2**20, 1),
         "rss_end_mib": round(end["VmRSS"] / 2**20, 1),
         "rss_drift_percent": round(100 * (end["VmRSS"] - start["VmRSS"]) / start["VmRSS"], 1),
         "exit_code": exit_code,
@@ -138,6 +141,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--workers", type=int, default=4, help="concurrent keep-alive connections")
     parser.add_argument("--huge-mb", type=int, default=max(fuzzing.HUGE_MB), help="largest huge string, MB")
+    parser.add_argument("--warm", type=int, default=2000, help="fuzzed cases (another seed) before the start")
     parser.add_argument("--held", type=int, default=0, help="first hold this many idle/slow connections")
     parser.add_argument("--show", type=int, default=30, help="print at most this many failures")
     parser.add_argument("--json", type=Path, help="also write the figures here")

@@ -52,7 +52,7 @@ async def test_3000_fuzzed_reviews_get_no_5xx_no_wrong_uid_and_no_traceback(pki:
     process = Process(pki, "--example-nodes")
     context = pki.client_context()
     try:
-        warm = await fuzzing.drive(HOST, process.port, context, fuzzing.warm_up(SEED))
+        warm = await fuzzing.drive(HOST, process.port, context, fuzzing.warm_up(SEED, fuzzed=2000))
         await asyncio.sleep(0.5)
         start = fuzzing.memory_of(process.proc.pid)
         report = await fuzzing.drive(HOST, process.port, context, fuzzing.cases(SEED, CASES, huge_mb=HUGE_MB))
@@ -66,7 +66,7 @@ async def test_3000_fuzzed_reviews_get_no_5xx_no_wrong_uid_and_no_traceback(pki:
     print(f"\n{report.cases} cases: {dict(report.statuses)}; max {max(report.latencies):.3f} s, "
           f"p99 {report.percentile(0.99):.3f} s; RSS {start['VmRSS'] >> 20} -> {end['VmRSS'] >> 20} MiB, "
           f"peak {end['VmHWM'] >> 20} MiB")  # fmt: skip
-    assert warm.failures == []
+    assert warm.failures[:20] == []
     assert report.failures[:20] == []
     assert report.server_errors == report.wrong_uid == report.late == report.missing == 0
     assert loud[:20] == []

@@ -80,9 +80,21 @@ BINARY_PATHS = ("/kubelet-plugins/volume/exec",)
 SOFTWARE_TREES = ("/opt",)
 
 
-@lru_cache(maxsize=1024)  # pods of one workload mount the same paths, review after review
+# Paths up to Linux's PATH_MAX are remembered; a longer one (no node has it) is not worth keeping.
+REMEMBERED_PATH_CHARS = 4096
+
+
 def normalise(path: str) -> str:
     """A host path as the kubelet resolves it: segments cleaned, merged-/usr aliases followed."""
+    return _normalise_remembered(path) if len(path) <= REMEMBERED_PATH_CHARS else _normalise(path)
+
+
+@lru_cache(maxsize=1024)  # pods of one workload mount the same paths, review after review
+def _normalise_remembered(path: str) -> str:
+    return _normalise(path)
+
+
+def _normalise(path: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     clean = "/" + "/".join(parts)
     for alias, target in MERGED_USR.items():
