@@ -54,7 +54,7 @@ bench:
 	$(BIN)/python bench/manifests.py
 	$(BIN)/python bench/decisions.py
 	$(BIN)/python bench/server.py
-	$(ASSETS) && $(BIN)/python bench/apiserver.py
+	$(ASSETS) && export "$$(hack/kyverno.sh | tail -1)" && $(BIN)/python bench/apiserver.py
 
 # Local testing on kind (needs docker, kind, kubectl, helm; see docs/install.md). Not run by CI.
 kind-up:

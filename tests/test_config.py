@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from webhook.core.config import (
+    MAX_MEMO_KEY_BYTES,
     MEMO_ENTRIES,
-    MEMO_KEY_CHARS,
     Config,
     DaemonSetPolicy,
     HostPathRule,
@@ -136,32 +136,13 @@ def test_daemon_set_policy_and_selector_profiles() -> None:
     assert config.contract_of("unknown")[1] == "an immutable OS"
 
 
-# --- the memo: bounded in entries and in the size of its keys -------------------------------------------
-
-
-def test_the_memo_remembers_small_keys_and_answers_them_again_without_computing() -> None:
-    memo, calls = Memo(), []
-    for _ in range(3):
-        assert memo.get(("k", "/var/log"), lambda: calls.append(1) or "answer") == "answer"
-    assert calls == [1] and len(memo) == 1
-
-
-def test_the_memo_never_holds_more_than_its_budget_of_key_characters() -> None:
-    """The fuzzer's megabyte host paths: thousands of keys of 1 MB each used to stay (4,096 entries of
-    any size, gigabytes); now the memo starts over past MEMO_KEY_CHARS, and a key over an eighth of it
-    is answered but not kept."""
+def test_a_memo_stays_bounded_and_keeps_no_oversized_key() -> None:
     memo = Memo()
-    for i in range(40):
-        assert memo.get(("host-path", "x" * 1_000_000 + str(i)), lambda i=i: i) == i
-        assert memo.chars <= MEMO_KEY_CHARS
-    huge = ("host-path", "y" * (MEMO_KEY_CHARS // 8 + 1))
-    assert memo.get(huge, lambda: "answered") == "answered"
-    assert memo.get(huge, lambda: "again") == "again"  # computed again: never remembered
-    assert memo.chars <= MEMO_KEY_CHARS and len(memo) <= 8
-
-
-def test_the_memo_starts_over_past_its_entries() -> None:
-    memo = Memo()
-    for i in range(MEMO_ENTRIES + 10):
-        memo.get(i, lambda i=i: i)
-    assert len(memo) == 10
+    calls: list[int] = []
+    for n in range(MEMO_ENTRIES * 3):
+        assert memo.get(n, lambda n=n: calls.append(n) or n * 2) == n * 2  # type: ignore[func-returns-value]
+    assert len(calls) == MEMO_ENTRIES * 3 and len(memo._answers) <= MEMO_ENTRIES
+    assert memo.get(1, lambda: -1) in (2, -1)  # remembered, or forgotten when the memo started over
+    big = "x" * (MAX_MEMO_KEY_BYTES + 1)
+    assert memo.get(big, lambda: 1, len(big)) == 1
+    assert memo.get(big, lambda: 2, len(big)) == 2, "an oversized key is computed every time, never kept"

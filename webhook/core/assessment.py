@@ -11,13 +11,14 @@ steering plan is computed once, here, and proven by placing the steered spec aga
 from __future__ import annotations
 
 import enum
+import marshal
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from webhook.core import policy
-from webhook.core.config import NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
+from webhook.core.config import MAX_MEMO_KEY_BYTES, NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
 from webhook.core.contracts import Effect, worst
 from webhook.core.mutation import SteeringPlan, SteeringRefusal, steer_away_from
 from webhook.core.placement import (
@@ -34,7 +35,7 @@ from webhook.core.placement.exclusion import exclude_pools, general_selector
 from webhook.core.policy import Consequence, Finding
 from webhook.core.profiles import PROFILE_LABEL
 from webhook.core.review import Request
-from webhook.core.workloads import POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
+from webhook.core.workloads import CONTAINER_FIELDS, POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
 from webhook.errors import ManifestError
 
 EVIDENCE_ONLY_NOTE = "no current node inventory: placement judged by node label evidence alone"
@@ -188,15 +189,45 @@ def _daemon_set(request: Request) -> str:
     return ""
 
 
+# The pod spec fields the checks read (policy/), and those placement reads (Constraints.of): nothing
+# else of the pod goes into their answers, so these fields, with where the spec sits, key them.
+CHECKED_FIELDS = ("volumes", *CONTAINER_FIELDS, "hostPID", "hostIPC", "hostNetwork")
+PLACEMENT_SPEC_FIELDS = ("nodeName", "nodeSelector", "affinity", "tolerations")
+
+
+def _content_key(pod: PodSpecView, fields: tuple[str, ...]) -> bytes | None:
+    """`fields` of the pod spec, written out exactly: a memo key for an answer that reads nothing else of
+    the pod. marshal, not JSON, because it keeps apart what JSON would merge (1e400 read as infinity and
+    null, 1 and 1.0 and true, a list and a tuple): equal keys are equal fields. None for a value marshal
+    cannot write (decoded JSON holds none), or past MAX_MEMO_KEY_BYTES."""
+    try:
+        key = marshal.dumps((pod.template_path, *(pod.spec.get(f) for f in fields)))
+    except ValueError:
+        return None
+    return key if len(key) <= MAX_MEMO_KEY_BYTES else None  # a giant pod is judged afresh, not kept
+
+
+def _evaluate(pod: PodSpecView, config: Config) -> tuple[Finding, ...]:
+    """policy.evaluate, remembered per config for the pods of one workload (they hold the same fields)."""
+    key = _content_key(pod, CHECKED_FIELDS)
+    if key is None:
+        return policy.evaluate(pod, config)
+    return config.memoized(("findings", key), partial(policy.evaluate, pod, config))
+
+
 def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> tuple[Placement, Hashable]:
     """Where it can land, and a key naming the question (None without an inventory)."""
-    constraints = Constraints.of(pod)
     if inventory is None:
-        return place_by_evidence(constraints, config), None
+        return place_by_evidence(Constraints.of(pod), config), None
     # The pods of one workload ask the same of the same inventory: placed once.
-    c = constraints
-    key = ("place", c.node_name, tuple(c.node_selector.items()), c.terms, c.tolerations)
-    return inventory.memo.get(key, partial(place, constraints, inventory)), key
+    key = _content_key(pod, PLACEMENT_SPEC_FIELDS)
+    if key is None:
+        return place(Constraints.of(pod), inventory), None
+    return inventory.memo.get(("place", key), partial(_place_now, pod, inventory)), key
+
+
+def _place_now(pod: PodSpecView, inventory: Inventory) -> Placement:
+    return place(Constraints.of(pod), inventory)
 
 
 class _Effects:
@@ -216,8 +247,13 @@ class _Effects:
             # Remembered across reviews under all that the answer reads of the findings: the pods of
             # one workload find the same host access, review after review.
             key = ("effects", name, self.signature)
-            self._cache[name] = self.config.memoized(key, partial(self._judge, name))
+            self._cache[name] = self.config.memoized(key, partial(self._judge, name), self.size)
         return self._cache[name]
+
+    @cached_property
+    def size(self) -> int:
+        """The length of the text in `signature`, for the memo's bound."""
+        return sum(len(f.field) + len(f.detail) + sum(len(p.path) for p in f.paths) for f in self.findings)
 
     @property
     def signature(self) -> tuple[Any, ...]:
@@ -243,7 +279,7 @@ class _Effects:
             return policy.consequence(finding, contract, os_name, config)
 
         key = ("consequence", profile_name, finding.check, finding.paths, finding.runs_package_manager)
-        return config.memoized(key, compute)
+        return config.memoized(key, compute, sum(len(p.path) for p in finding.paths))
 
 
 def _pool_effects(
@@ -296,7 +332,7 @@ def assess(
     pod = pod_spec_view(request.object, request.kind)
     if pod.string("runtimeClassName") in config.exemptions.runtime_classes:
         return Assessment(request, Status.EXEMPT, pod, exemption="runtimeClass")
-    findings = policy.evaluate(pod, config)
+    findings = _evaluate(pod, config)
     if request.sub_resource == "ephemeralcontainers" and request.old_object is not None:
         # Judge what the debug container adds, not the host access the running pod already had.
         before = set(policy.evaluate(pod_spec_view(request.old_object, request.kind), config))
@@ -310,7 +346,7 @@ def assess(
         pools = _pool_effects(placement, effects, inventory)
     else:
         key = ("pool-effects", config.memo, where, effects.signature)
-        pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory))
+        pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory), effects.size)
     assessment = Assessment(
         request,
         Status.JUDGED,

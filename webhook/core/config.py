@@ -24,12 +24,10 @@ from webhook.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
-# Entries a config remembers (`Config.memoized`) before it starts over.
-MEMO_ENTRIES = 4096
-# ...and the characters of their keys: a key holds what a pod wrote (a host path, a nodeSelector value),
-# and a fuzzed review holds megabytes there: 4,096 such keys would have held gigabytes. A key larger than
-# an eighth of this is answered, not remembered.
-MEMO_KEY_CHARS = 2 * 1024 * 1024
+# Entries a memo (`Memo`) holds before it starts over. With content keys of at most MAX_MEMO_KEY_BYTES,
+# a memo holds at most 16 MiB of keys, whatever the reviews.
+MEMO_ENTRIES = 1024
+MAX_MEMO_KEY_BYTES = 16 * 1024
 
 NAMESPACE_MODE_LABEL = f"{PREFIX}/mode"
 STEERED_ANNOTATION = f"{PREFIX}/steered"
@@ -165,34 +163,26 @@ DEFAULT_SELECTORS = (NodeLabelSelector(PROFILE_LABEL, (SelectorRequirement(PROFI
 class Memo:
     """Answers computed once and remembered, for a value that does not change (a config, an inventory).
 
-    A key must name everything the answer depends on besides that value. Bounded: past MEMO_ENTRIES, or
-    past MEMO_KEY_CHARS of keys (as their repr spells them, counted on a miss only), it starts over, so
-    keys a pod chooses (its host paths, say) cannot grow it without end. Computing twice is harmless, so
-    it takes no lock."""
+    A key must name everything the answer depends on besides that value. Bounded: past MEMO_ENTRIES it
+    starts over, so keys a pod chooses (its host paths, say) cannot grow it without end. Computing twice
+    is harmless, so it takes no lock."""
 
     def __init__(self) -> None:
         self._answers: dict[Hashable, Any] = {}
-        #: Characters of the keys held.
-        self.chars = 0
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+    def get(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
+        """`compute()`, remembered under `key`; `size`, the length of the text the key holds, keeps a
+        key past MAX_MEMO_KEY_BYTES out (its answer is computed, not kept)."""
+        if size > MAX_MEMO_KEY_BYTES:
+            return compute()
         answers = self._answers
         if key in answers:
             value: T = answers[key]
             return value
-        value = compute()
-        size = len(repr(key))
-        if size > MEMO_KEY_CHARS // 8:
-            return value
-        if len(answers) >= MEMO_ENTRIES or self.chars + size > MEMO_KEY_CHARS:
+        if len(answers) >= MEMO_ENTRIES:
             answers.clear()
-            self.chars = 0
-        answers[key] = value
-        self.chars += size
+        value = answers[key] = compute()
         return value
-
-    def __len__(self) -> int:
-        return len(self._answers)
 
 
 @dataclass(frozen=True)
@@ -232,8 +222,8 @@ class Config:
     # also stands for this config in the keys of other memos (it is hashed by identity).
     memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
 
-    def memoized(self, key: Hashable, compute: Callable[[], T]) -> T:
-        return self.memo.get(key, compute)
+    def memoized(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
+        return self.memo.get(key, compute, size)
 
     @property
     def enabled_profiles(self) -> tuple[Profile, ...]:

@@ -80,17 +80,14 @@ BINARY_PATHS = ("/kubelet-plugins/volume/exec",)
 SOFTWARE_TREES = ("/opt",)
 
 
-# Paths up to Linux's PATH_MAX are remembered; a longer one (no node has it) is not worth keeping.
-REMEMBERED_PATH_CHARS = 4096
-
-
 def normalise(path: str) -> str:
     """A host path as the kubelet resolves it: segments cleaned, merged-/usr aliases followed."""
-    return _normalise_remembered(path) if len(path) <= REMEMBERED_PATH_CHARS else _normalise(path)
+    # Pods of one workload mount the same paths, review after review; a path past PATH_MAX is not kept.
+    return _normalise_kept(path) if len(path) <= 4096 else _normalise(path)
 
 
-@lru_cache(maxsize=1024)  # pods of one workload mount the same paths, review after review
-def _normalise_remembered(path: str) -> str:
+@lru_cache(maxsize=1024)
+def _normalise_kept(path: str) -> str:
     return _normalise(path)
 
 

@@ -103,7 +103,8 @@ def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
         judge = partial(_judge_volume, pod, i, name, host_path["path"], kind, uses, config)
         # The pods of one workload mount the same volumes the same way: judged once per config.
         key = ("host-path", pod.template_path, i, name, host_path["path"], kind, uses)
-        finding = config.memoized(key, judge)
+        size = len(name) + len(host_path["path"]) + sum(len(u[0]) + len(u[3]) for u in uses)
+        finding = config.memoized(key, judge, size)
         if finding is not None:
             findings.append(finding)
     return findings
