@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import marshal
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
 
@@ -347,7 +347,15 @@ def assess(
     else:
         key = ("pool-effects", config.memo, where, effects.signature)
         pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory), effects.size)
-    assessment = Assessment(
+    suggestion = None
+    plan = None
+    breaking = [p.effect is Effect.BREAKS for p in pools]
+    if any(breaking):
+        if inventory is not None:
+            suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
+        if not all(breaking):  # not `only_breaking`: it can land somewhere it does not break
+            plan = _plan(request, pod, config, inventory, placement, effects)
+    return Assessment(
         request,
         Status.JUDGED,
         pod,
@@ -356,19 +364,12 @@ def assess(
         findings=findings,
         placement=placement,
         pools=pools,
+        plan=plan,
         daemon_set=_daemon_set(request),
         evidence_only=inventory is None,
+        general_selector=suggestion,
         node_count=inventory.node_count if inventory is not None else 0,
     )
-    if not any(p.effect is Effect.BREAKS for p in pools):
-        return assessment
-    suggestion = None
-    if inventory is not None:
-        suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
-    plan = None
-    if not assessment.only_breaking:
-        plan = _plan(request, pod, config, inventory, placement, effects)
-    return replace(assessment, plan=plan, general_selector=suggestion)
 
 
 def _plan(
