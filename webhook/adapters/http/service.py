@@ -144,7 +144,8 @@ class AdmissionService:
         for check, count in counts.items():
             self._child(self.metrics.findings, endpoint.value, check).inc(count)
         # Reviews without host access (or not judged at all) are the bulk: logged at debug only.
-        level = logging.INFO if verdict.findings or verdict.outcome is Outcome.EXEMPT else logging.DEBUG
+        loud = verdict.findings or verdict.outcome in (Outcome.EXEMPT, Outcome.INVALID)
+        level = logging.INFO if loud else logging.DEBUG
         if review_log.isEnabledFor(level):
             findings = [f"{f.check}:{f.field}" for f in verdict.findings]
             fields = {
@@ -152,6 +153,8 @@ class AdmissionService:
                 "decision": verdict.outcome.value, "allowed": verdict.allowed, "mode": mode,
                 "findings": findings, "steered": verdict.steered, "ms": round(elapsed * 1000, 3),
             }  # fmt: skip
+            if verdict.assessment is not None and verdict.assessment.invalid:
+                fields["invalid"] = verdict.assessment.invalid[:MAX_LOGGED_LENGTH]
             review_log.log(level, "review", extra={"fields": fields})
 
     def _child(self, metric: MetricT, *labels: str) -> MetricT:
