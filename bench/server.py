@@ -367,10 +367,15 @@ def summarize(cells: list[Cell], cases: list[str]) -> list[dict[str, Any]]:
     for case in cases:
         ours = [c for c in cells if c.case == case and c.server == "ours"]
         ceiling = [c for c in cells if c.case == case and c.server == "ceiling"]
-        ratios = [o.rps / c.rps for o, c in zip(ours, ceiling, strict=True) if c.rps]
-        by_cpu = [c.cpu_us / o.cpu_us for o, c in zip(ours, ceiling, strict=True) if o.cpu_us]
+        # A round where either server answered nothing (starved by other processes for the whole cell)
+        # measured the machine, not the servers: left out.
+        pairs = [(o, c) for o, c in zip(ours, ceiling, strict=True) if o.rps and c.rps]
+        ratios = [o.rps / c.rps for o, c in pairs]
+        by_cpu = [c.cpu_us / o.cpu_us for o, c in pairs]
+        ours, ceiling = [o for o, _ in pairs], [c for _, c in pairs]
         row = {
             "case": case,
+            "rounds": len(pairs),
             "ratio": load.median(ratios),
             "ratio_min": min(ratios, default=0.0),
             "ratio_max": max(ratios, default=0.0),
