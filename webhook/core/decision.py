@@ -167,7 +167,7 @@ def mutate(a: Assessment, config: Config) -> Verdict:
     if a.mode is not Mode.ENFORCE or not _steers(a, config) or not isinstance(a.plan, SteeringPlan):
         return Verdict(Outcome.UNCHANGED, assessment=a)
     steered = f"steered away from {_pools(a.breaks)}"
-    warnings = [steered, _first_reason(a.breaks), *([_coverage(a)] if a.daemon_set else [])]
+    warnings = [steered, _first_reason(a.breaks), *([_coverage(a)] if a.daemon_set else []), *a.notes]
     audit = _audit(a, Outcome.STEERED, steered=a.plan.steered_from)
     return Verdict(Outcome.STEERED, warnings=tuple(warnings), audit=audit, patch=a.plan.patch, assessment=a)
 
