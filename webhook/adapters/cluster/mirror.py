@@ -67,6 +67,8 @@ def watch_timeout_within(max_staleness_seconds: float) -> int:
     watch from looking stale, while a real outage still turns stale after the allowance.
     """
     return max(1, min(MAX_WATCH_TIMEOUT_SECONDS, int(max_staleness_seconds / 2)))
+
+
 _READ_SIZE = 64 * 1024
 
 
