@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ASSETS = export "$$(hack/control-plane.sh | tail -1)"
 LOCAL := .local
 
-.PHONY: setup control-plane test unit e2e lint check run bench clean kind-up kind-demo kind-down
+.PHONY: setup control-plane test unit e2e lint check run bench bench-tools clean kind-up kind-demo kind-down
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +44,17 @@ run: $(LOCAL)/certs/tls.crt
 	$(BIN)/python -m webhook serve --host 127.0.0.1 --port 8443 --example-nodes \
 		--cert-file $(LOCAL)/certs/tls.crt --key-file $(LOCAL)/certs/tls.key
 
+# The benches' load tool (wrk, from Debian) and Python extras (psutil); not part of `make setup`.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+bench-tools:
+	$(SUDO) apt-get update && $(SUDO) apt-get install -y wrk
+	$(BIN)/pip install -q -e '.[bench]'
+
 bench:
 	$(BIN)/python bench/manifests.py
 	$(BIN)/python bench/decisions.py
 	$(BIN)/python bench/server.py
-	$(ASSETS) && $(BIN)/python bench/apiserver.py
+	$(ASSETS) && export "$$(hack/kyverno.sh | tail -1)" && $(BIN)/python bench/apiserver.py
 
 # Local testing on kind (needs docker, kind, kubectl, helm; see docs/install.md). Not run by CI.
 kind-up:

@@ -1,172 +1,137 @@
-"""What the webhook costs a real pod create: latency and throughput through a real kube-apiserver.
+"""What a host-access check costs a real pod create: ours side by side with the peers a user would pick.
 
-One control plane (etcd + kube-apiserver from tests/e2e/harness.py, two node pools: general Ubuntu and
-Flatcar), one client, these admission configurations measured in the same run:
+One control plane (tests/e2e/harness.py: etcd + kube-apiserver as local processes, two node pools: Ubuntu
+and Flatcar) and these admission set-ups, measured in the same run, interleaved round by round:
 
-  a  no webhook, no policy (the apiserver's built-in plugins only);
-  b  our MutatingWebhookConfiguration + ValidatingWebhookConfiguration, by URL, at `python -m webhook
-     serve` running as a subprocess on 127.0.0.1 (failurePolicy Fail, timeoutSeconds 5, CREATE pods);
-  c  an in-tree ValidatingAdmissionPolicy + binding (validationActions [Deny]) whose CEL makes the same
-     host-access checks (no hostPath, hostPID/hostIPC/hostNetwork not true). It cannot know placement (so
-     it denies what b steers), but it is the cheapest way the apiserver offers to run such checks;
-  m  b plus `matchConditions` on both webhooks (CEL: the pod has host access), so the apiserver calls
-     neither for a pod without host access: what a prefilter in the chart would buy;
-  n  b's two webhook configurations pointing at a null webhook: a stdlib Go HTTPS server (HTTP/1.1, like
-     uvicorn) that decodes the review and answers "allowed". The floor of any webhook on this machine:
-     n-a is the apiserver's own cost of calling two webhooks, b-n what our server adds. Built with
-     `go build` when Go is on PATH (skipped with a note otherwise).
+  none      no webhook, no policy: the apiserver's built-in plugins only;
+  ours      `python -m webhook serve` (default config, log level info) registered with the chart's own
+            webhook configurations (`helm template`, by URL) without matchConditions
+            (`webhook.skipPodsWithoutHostAccess=false`): the apiserver calls /mutate and /validate;
+  ours+mc   the same with the chart as it ships: matchConditions send only pods with host access;
+  null      the chart's configurations (without matchConditions) at bench/nullwebhook, a Go
+            standard-library HTTPS server that decodes the review and answers allowed: the floor of
+            any webhook on this machine;
+  floor     the same at bench/server.py's ceiling, the bare starlette + uvicorn handler on our serving
+            stack (parse the JSON, answer allowed): the ceiling of a Python webhook here;
+  vap       the in-tree ValidatingAdmissionPolicy making the default checks in CEL;
+  kyverno   Kyverno's admission controller (built by hack/kyverno.sh) run outside the cluster against
+            this apiserver, with bench/kyverno/policy.yaml (the same checks, Enforce).
 
-Two series of pods: `clean` (a realistic small pod without host access: allowed by b and c, nothing
-steered) and `hostpath` (b steers it away from Flatcar, c denies it; a different amount of work, so
-reported apart). Each series is created sequentially and at a small concurrency; each configuration is
-activated `--rounds` times in P, reversed P, P... order (P a random permutation) to balance warm-up and
-drift; every run starts from an empty namespace (its pods are deleted afterwards), is preceded by
-untimed warm-up creates, and waits (bounded) for other processes on the machine to go quiet; the CPU
-they used during the run is reported ("other", in cores).
+Pods: `clean` (a realistic web pod without host access) and `host` (a tool installer writing to the
+host's /usr/local/bin through a hostPath: ours steers it off Flatcar, vap and kyverno deny it, the others
+create it). wrk creates them (POST with generateName, a bearer token) over kept-alive connections, one
+connection (latency) and several (throughput), for a fixed time after an untimed warm-up; the namespace
+is emptied around every run.
+Before a set-up is measured the bench waits until the apiserver really uses it (a dry-run create of a
+host pod reaches the server, or is denied), and after, until it no longer does.
 
-Client: raw `http.client` over HTTPS with keep-alive (one connection per worker thread, opened before
-timing), JSON bodies prebuilt as strings: the cheapest client Python has, so client overhead stays small
-next to the apiserver. Latency is the client's wall time per create (request sent to response read).
+Per run: wrk's p50/p99 and pods/s; CPU seconds (psutil) of kube-apiserver, etcd and the set-up's webhook
+process; the apiserver's own mean time per webhook call (its admission histogram); the webhook's RSS.
 
-Where the time goes: the apiserver's per-webhook admission histogram
-(`apiserver_admission_webhook_admission_duration_seconds`, from its /metrics as admin), its request and
-admission-plugin histograms, the webhook's handler histogram (`immutable_os_webhook_review_duration_
-seconds`), CPU time per pod of every process (apiserver, etcd, webhook, null webhook, client) from /proc,
-the connections opened to the webhook during each run (client ports in /proc/net/tcp), a direct probe
-of both webhook servers (the AdmissionReview the apiserver would send, POSTed over a kept-alive TLS
-connection back to back, with 3 ms pauses, and over a new connection each time), and optionally Go CPU
-profiles of the apiserver during back-to-back sequential creates (`--pprof DIR`).
-
-Run: `export "$(hack/control-plane.sh | tail -1)"; .venv/bin/python bench/apiserver.py [--quick]
-[--pods N] [--concurrency K] [--rounds R] [--configs abcmn] [--json FILE] [--pprof DIR]`.
+Run: `export "$(hack/control-plane.sh | tail -1)"; export "$(hack/kyverno.sh | tail -1)";
+.venv/bin/python bench/apiserver.py [--quick] [--rounds R] [--seconds S] [--setups ...] [--json FILE]`.
+Without KYVERNO_DIR the kyverno set-up is skipped (with a note).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import itertools
+import hashlib
 import json
+import math
 import os
-import platform
 import random
-import re
+import resource
 import shutil
-import signal
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+from kubernetes import client as k8s
+from prometheus_client.parser import text_string_to_metric_families
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.harness import ControlPlane, create_node_pool, free_port, wait_for  # noqa: E402
-from webhook.adapters.certs import ca_bundle_b64, generate_ca, issue_serving_cert  # noqa: E402
+from tests.e2e.harness import (  # noqa: E402
+    LOOPBACK,
+    ControlPlane,
+    _die_with_parent,
+    create_node_pool,
+    free_port,
+    tail,
+    wait_for,
+)
+from tests.e2e.webhook_fixture import (  # noqa: E402
+    WebhookProcess,
+    api_message,
+    chart_configurations,
+    register,
+    unregister,
+)
 
-LOOPBACK = "127.0.0.1"
 NAMESPACE = "bench"
-CONFIG_NAMES = {
-    "a": "no webhook",
-    "b": "our webhook",
-    "c": "in-tree VAP (CEL)",
-    "m": "ours+matchConditions",
-    "n": "null webhook (Go)",
+SETUPS = {
+    "none": "no webhook",
+    "ours": "ours, chart without matchConditions",
+    "ours+mc": "ours, chart as shipped (matchConditions)",
+    "null": "null webhook (Go stdlib)",
+    "floor": "bare starlette+uvicorn (Python floor)",
+    "vap": "in-tree ValidatingAdmissionPolicy",
+    "kyverno": "Kyverno v1.19 (ClusterPolicy, Enforce)",
 }
-# Webhook configurations -> the server they call.
-SERVER_OF = {"b": "b", "m": "b", "n": "n"}
-# The checks' triggers as a CEL prefilter for the webhooks (config m): a superset of what the default
-# checks flag, so a pod it lets past is one the webhook would have answered "clean" for.
-HOST_ACCESS_CEL = (
-    "(has(object.spec.hostPID) && object.spec.hostPID) || (has(object.spec.hostIPC) && object.spec.hostIPC)"
-    " || (has(object.spec.hostNetwork) && object.spec.hostNetwork)"
-    " || (has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.hostPath)))"
-)
-SERIES = ("clean", "hostpath")
-MUTATING_HOOK = "steer.immutable-os.io"
-VALIDATING_HOOK = "validate.immutable-os.io"
-WEBHOOK_CONFIG_NAME = "immutable-os-webhook"
+SERIES = ("clean", "host")
 POLICY_NAME = "immutable-os-host-access"
-ADMISSION_API = "/apis/admissionregistration.k8s.io/v1"
-# Sequential creates leave the webhook idle ~3 ms between calls; the "paced" probe imitates that.
-PROBE_PAUSE_S = 0.003
-# Other processes' CPU (in cores) under which the machine counts as quiet enough to measure.
-QUIET_CORES = 0.15
-HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-# The null webhook. Decoding the review (for its uid) is the least any webhook must do.
-NULL_WEBHOOK_GO = r"""package main
-
-import (
-	"crypto/tls"
-	"encoding/json"
-	"flag"
-	"log"
-	"net/http"
-	"strconv"
-	"sync/atomic"
-)
-
-func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "listen address")
-	cert := flag.String("cert", "", "serving certificate")
-	key := flag.String("key", "", "serving key")
-	flag.Parse()
-	var count atomic.Int64
-	answer := func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Request struct {
-				UID string `json:"uid"`
-			} `json:"request"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		count.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"` +
-			in.Request.UID + `","allowed":true}}`))
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/mutate", answer)
-	mux.HandleFunc("/validate", answer)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte(strconv.FormatInt(count.Load(), 10)))
-	})
-	// HTTP/1.1 only, like uvicorn: the comparison is the server, not the protocol.
-	server := &http.Server{Addr: *addr, Handler: mux,
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
-	log.Fatal(server.ListenAndServeTLS(*cert, *key))
-}
-"""
+KYVERNO_NAMESPACE = "kyverno"
+CACHE = Path(os.environ.get("IMMUTABLE_OS_WEBHOOK_CACHE", Path.home() / ".cache" / "immutable-os-webhook"))
+WEBHOOK_CALL = "apiserver_admission_webhook_admission_duration_seconds"
+HANDLER = "immutable_os_webhook_review_duration_seconds"
 
 # ---------------------------------------------------------------------------------------------- the pods
 
 
-def clean_pod(name: str) -> dict[str, Any]:
+def clean_pod() -> dict[str, Any]:
     """A realistic small web pod: labels, one container with ports, probes, resources, env, a non-root
     security context and an emptyDir. No host access."""
+    container = {
+        "name": "frontend",
+        "image": "registry.example.com/shop/frontend:1.14.2",
+        "ports": [{"name": "http", "containerPort": 8080}, {"name": "metrics", "containerPort": 9102}],
+        "env": [
+            {"name": "LOG_LEVEL", "value": "info"},
+            {"name": "CART_URL", "value": "http://cart:8080"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/name": "shop-frontend",
-                "app.kubernetes.io/part-of": "shop",
-                "pod-template-hash": "7d4b9c6f8d",
-            },
+            "generateName": "clean-",
+            "labels": {"app.kubernetes.io/name": "shop-frontend", "pod-template-hash": "7d4b9c6f8d"},
             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9102"},
         },
         "spec": {
@@ -176,166 +141,483 @@ def clean_pod(name: str) -> dict[str, Any]:
                 "fsGroup": 10001,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": [
-                {
-                    "name": "frontend",
-                    "image": "registry.example.com/shop/frontend:1.14.2",
-                    "ports": [
-                        {"name": "http", "containerPort": 8080},
-                        {"name": "metrics", "containerPort": 9102},
-                    ],
-                    "env": [
-                        {"name": "LOG_LEVEL", "value": "info"},
-                        {"name": "CART_URL", "value": "http://cart:8080"},
-                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                    ],
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "128Mi"},
-                        "limits": {"cpu": "500m", "memory": "256Mi"},
-                    },
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
-                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                }
-            ],
+            "containers": [container],
             "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
         },
     }
 
 
-def hostpath_pod(name: str) -> dict[str, Any]:
-    """A log shipper reading the node's /var/log through a hostPath: b steers it off Flatcar, c denies."""
+def host_pod() -> dict[str, Any]:
+    """A node tool installer: it copies binaries into the host's /usr/local/bin, read-only on the
+    immutable OSes, so ours steers it off Flatcar (and vap and kyverno deny it)."""
+    container = {
+        "name": "installer",
+        "image": "registry.example.com/infra/node-tools:2.4.1",
+        "command": ["/bin/sh", "-c", "cp /tools/* /host/bin/ && sleep infinity"],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "100m", "memory": "64Mi"},
+        },
+        "volumeMounts": [{"name": "host-bin", "mountPath": "/host/bin"}],
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "log-shipper"}},
+        "metadata": {"generateName": "host-", "labels": {"app.kubernetes.io/name": "node-tools"}},
         "spec": {
-            "containers": [
-                {
-                    "name": "shipper",
-                    "image": "registry.example.com/infra/log-shipper:3.2.0",
-                    "resources": {
-                        "requests": {"cpu": "50m", "memory": "64Mi"},
-                        "limits": {"cpu": "200m", "memory": "128Mi"},
-                    },
-                    "volumeMounts": [{"name": "varlog", "mountPath": "/var/log", "readOnly": True}],
-                }
+            "containers": [container],
+            "volumes": [
+                {"name": "host-bin", "hostPath": {"path": "/usr/local/bin", "type": "DirectoryOrCreate"}}
             ],
-            "volumes": [{"name": "varlog", "hostPath": {"path": "/var/log", "type": "Directory"}}],
         },
     }
 
 
-POD_FACTORIES: dict[str, Callable[[str], dict[str, Any]]] = {"clean": clean_pod, "hostpath": hostpath_pod}
-NAME_MARK = "__POD_NAME__"
+PODS: dict[str, Callable[[], dict[str, Any]]] = {"clean": clean_pod, "host": host_pod}
+
+# ------------------------------------------------------------------------------------------ wrk driving
+
+# One thread; the body and token come from the environment; `done` prints one JSON line.
+WRK_SCRIPT = """\
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"us":%d,"non2xx":%d,"failed":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
 
 
-def body_template(series: str) -> str:
-    return json.dumps(POD_FACTORIES[series](NAME_MARK), separators=(",", ":"))
+def totals(text: str, family: str) -> dict[str, float]:
+    """Sample name -> its value summed over label sets, for one metric family of a Prometheus text."""
+    out: dict[str, float] = {}
+    for parsed in text_string_to_metric_families("\n".join(x for x in text.splitlines() if family in x)):
+        for sample in parsed.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
 
 
-def admission_review(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """A v1 AdmissionReview for a pod CREATE, shaped like the apiserver's."""
-    meta = pod.get("metadata") or {}
-    gvk = {"group": "", "version": "v1", "kind": "Pod"}
-    gvr = {"group": "", "version": "v1", "resource": "pods"}
-    return {
-        "kind": "AdmissionReview",
-        "apiVersion": "admission.k8s.io/v1",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": meta.get("name", ""),
-            "namespace": meta.get("namespace", NAMESPACE),
-            "operation": "CREATE",
-            "userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": pod,
-            "oldObject": None,
-            "dryRun": False,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
-        },
-    }
+def mean_ms(after: dict[str, float], before: dict[str, float], histogram: str) -> float:
+    """Mean of a histogram between two `totals`, in ms (NaN when nothing was observed)."""
+    count = after.get(f"{histogram}_count", 0.0) - before.get(f"{histogram}_count", 0.0)
+    seconds = after.get(f"{histogram}_sum", 0.0) - before.get(f"{histogram}_sum", 0.0)
+    return seconds / count * 1e3 if count else math.nan
 
 
-# ----------------------------------------------------------------------------- the admission objects
+@dataclass(frozen=True)
+class Load:
+    requests: int
+    seconds: float
+    non2xx: int
+    p50_ms: float
+    p99_ms: float
 
 
-def webhook_configurations(
-    url: str, ca_bundle: str, prefilter: bool = False
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Our MutatingWebhookConfiguration and ValidatingWebhookConfiguration, by URL; with `prefilter`,
-    matchConditions let the apiserver skip the call for pods without host access."""
+def wrk(url: str, script: Path, env: dict[str, str], connections: int, seconds: int) -> Load:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is not installed: `make bench-tools` (Debian package wrk)")
+    command = [binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout=10s", "-s", str(script), url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, env=env, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith('{"requests"')), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout[-500:]}")
+    raw = json.loads(line)
+    if raw["failed"]:
+        raise RuntimeError(f"wrk: {raw['failed']} connection errors or timeouts against {url}")
+    return Load(raw["requests"], raw["us"] / 1e6, raw["non2xx"], raw["p50_us"] / 1e3, raw["p99_us"] / 1e3)
 
-    def hook(name: str, path: str) -> dict[str, Any]:
-        conditions = [{"name": "host-access", "expression": HOST_ACCESS_CEL}] if prefilter else []
-        return {
-            "name": name,
-            "clientConfig": {"url": f"{url}{path}", "caBundle": ca_bundle},
-            **({"matchConditions": conditions} if conditions else {}),
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "apiVersions": ["v1"],
-                    "operations": ["CREATE"],
-                    "resources": ["pods"],
-                    "scope": "Namespaced",
-                }
-            ],
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "failurePolicy": "Fail",
-            "timeoutSeconds": 5,
+
+# ------------------------------------------------------------------------------------- the processes
+
+
+def insecure_get(url: str, context: ssl.SSLContext | None = None) -> str:
+    """GET from a loopback server (the webhooks' own endpoints, not the apiserver); raises on non-2xx."""
+    if context is None:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with urllib.request.urlopen(url, timeout=5, context=context) as answer:
+        return str(answer.read().decode())
+
+
+def answers(url: str, context: ssl.SSLContext | None) -> bool:
+    """Whether a loopback HTTPS server answers GET `url` at all (any status)."""
+    try:
+        insecure_get(url, context)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Server:
+    """A webhook process we started (not ours: `WebhookProcess` runs that one)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    url: str
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float, log: Path) -> None:
+        """Until `ready()`; raises at once if the process exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with code {self.popen.returncode}:\n{tail(log)}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n{tail(log)}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+
+
+def spawn(
+    name: str, command: Sequence[str], log: Path, url: str, env: dict[str, str] | None = None
+) -> Server:
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    return Server(name, popen, url)
+
+
+def null_webhook_binary() -> Path:
+    """bench/nullwebhook built with the local Go into the cache, keyed by its source."""
+    source = REPO / "bench" / "nullwebhook"
+    digest = hashlib.sha256(
+        b"".join(p.read_bytes() for p in [*sorted(source.glob("*.go")), source / "go.mod"])
+    )
+    binary = CACHE / f"nullwebhook-{digest.hexdigest()[:12]}" / "nullwebhook"
+    if not binary.exists():
+        go = shutil.which("go")
+        if go is None:
+            raise SystemExit("the null webhook needs Go on PATH (or leave `null` out of --setups)")
+        env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
+        subprocess.run([go, "build", "-o", str(binary), "."], cwd=source, env=env, check=True, timeout=600)
+    return binary
+
+
+@dataclass
+class Run:
+    setup: str
+    series: str
+    connections: int
+    round: int
+    load: Load
+    cpu_s: dict[str, float]  # process -> CPU seconds during the timed run
+    other_cores: float  # CPU of processes outside the bench, in cores, over the run
+    call_ms: float  # the apiserver's mean time per webhook call (NaN: no call)
+    handler_ms: float  # our handler's mean time per review (its own histogram; ours only)
+    rss_mb: float
+    outcome: str
+
+
+@dataclass
+class Bench:
+    cp: ControlPlane
+    work: Path
+    token: str
+    kyverno_dir: Path | None
+    api: k8s.ApiClient = field(init=False)
+    servers: dict[str, Server] = field(default_factory=dict)
+    configurations: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.api = self.cp.api_client()
+        self.core = k8s.CoreV1Api(self.api)
+        self.ours = WebhookProcess(self.cp, "ours", {}, extra_args=["--log-level=info"])
+        self.hook_ctx = ssl.create_default_context(cadata=self.ours.ca.cert_pem.decode())
+        self.procs = {
+            p.name(): p for p in psutil.Process().children() if p.name() in ("etcd", "kube-apiserver")
         }
+        self.script = self.work / "create.lua"
+        self.script.write_text(WRK_SCRIPT)
 
-    mutating = {
-        "metadata": {"name": WEBHOOK_CONFIG_NAME},
-        "webhooks": [{**hook(MUTATING_HOOK, "/mutate"), "reinvocationPolicy": "Never"}],
-    }
-    validating = {"metadata": {"name": WEBHOOK_CONFIG_NAME}, "webhooks": [hook(VALIDATING_HOOK, "/validate")]}
-    return mutating, validating
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def start(self, setups: Sequence[str]) -> None:
+        create_node_pool(self.core, "general", 3, os_sku="Ubuntu")
+        create_node_pool(self.core, "flatcar", 3, os_sku="Flatcar")
+        self.core.create_namespace({"metadata": {"name": NAMESPACE}})
+        for series, make in PODS.items():
+            (self.work / f"{series}.json").write_text(json.dumps(make(), separators=(",", ":")))
+        if {"ours", "ours+mc"} & set(setups):
+            self.ours.start()
+            self.procs["ours"] = psutil.Process(self.ours._popen.pid)  # type: ignore[union-attr]
+            chart = chart_configurations
+            self.configurations["ours"] = chart(
+                self.ours, values={"webhook": {"skipPodsWithoutHostAccess": False}}
+            )
+            self.configurations["ours+mc"] = chart(self.ours)
+        cert, key = str(self.ours.cert_path), str(self.ours.key_path)
+        if "null" in setups:
+            port = free_port()
+            command = [str(null_webhook_binary()), f"-addr={LOOPBACK}:{port}", f"-cert={cert}", f"-key={key}"]
+            self._server("null", command, port)
+        if "floor" in setups:  # bench/server.py's ceiling: the bare handler on our serving stack
+            port = free_port()
+            ceiling = [
+                sys.executable,
+                str(REPO / "bench" / "server.py"),
+                "--role",
+                "ceiling",
+                "--port",
+                str(port),
+            ]
+            self._server("floor", [*ceiling, "--cert", cert, "--key", key], port)
+        if "kyverno" in setups:
+            self.start_kyverno()
+
+    def _server(self, name: str, command: list[str], port: int) -> None:
+        server = spawn(name, command, self.cp.log_dir / f"{name}.log", f"https://{LOOPBACK}:{port}")
+        self.servers[name] = server
+        server.wait_ready(lambda: answers(server.url, self.hook_ctx), 60, self.cp.log_dir / f"{name}.log")
+        self.procs[name] = psutil.Process(server.popen.pid)
+        # The chart's configurations with this server's URL (same certificate as ours).
+        stand_in = _Endpoint(server.url, self.ours.ca_bundle, self.ours.dir)
+        values = {"webhook": {"skipPodsWithoutHostAccess": False}}
+        self.configurations[name] = chart_configurations(stand_in, release=f"bench-{name}", values=values)  # type: ignore[arg-type]
+
+    def start_kyverno(self) -> None:
+        """Kyverno's CRDs, its namespace, then the admission controller out of cluster: it makes its own CA
+        and serving pair (with an IP SAN for --serverIP) in Secrets and registers its own webhooks."""
+        assert self.kyverno_dir is not None
+        applied = self.cp.kubectl("apply", "--server-side", "-f", str(self.kyverno_dir / "crds"), timeout=180)
+        if applied.returncode != 0:
+            raise RuntimeError(f"kubectl apply Kyverno's CRDs: {applied.stderr}")
+        self.core.create_namespace({"metadata": {"name": KYVERNO_NAMESPACE}})
+        port = free_port()
+        secret = f"kyverno-svc.{KYVERNO_NAMESPACE}.svc.kyverno-tls"
+        command = [
+            str(self.kyverno_dir / "kyverno"),
+            f"--kubeconfig={self.cp.kubeconfig_path}",
+            f"--serverIP={LOOPBACK}:{port}",
+            f"--webhookServerHost={LOOPBACK}",
+            f"--webhookServerPort={port}",
+            f"--caSecretName={secret}-ca",
+            f"--tlsSecretName={secret}-pair",
+            f"--metricsHost={LOOPBACK}",
+            f"--metricsPort={free_port()}",
+            f"--controllerRuntimeMetricsAddress={LOOPBACK}:{free_port()}",
+            "--disableLogColor",
+        ]
+        # What the chart's Deployment sets (cmd/internal and pkg/config read them).
+        env = {
+            **os.environ,
+            "KYVERNO_NAMESPACE": KYVERNO_NAMESPACE,
+            "KYVERNO_POD_NAME": "kyverno-admission-controller-bench",
+            "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-admission-controller",
+            "KYVERNO_ROLE_NAME": "kyverno:admission-controller",
+            "KYVERNO_DEPLOYMENT": "kyverno-admission-controller",
+            "KYVERNO_SVC": "kyverno-svc",
+            "INIT_CONFIG": "kyverno",
+            "METRICS_CONFIG": "kyverno-metrics",
+        }
+        server = spawn("kyverno", command, self.cp.log_dir / "kyverno.log", f"https://{LOOPBACK}:{port}", env)
+        self.servers["kyverno"] = server
+
+        def ready() -> bool:  # 200 once its certificates are in place
+            with contextlib.suppress(OSError):
+                return bool(insecure_get(f"{server.url}/health/readiness") is not None)
+            return False
+
+        server.wait_ready(ready, 180, self.cp.log_dir / "kyverno.log")
+        self.procs["kyverno"] = psutil.Process(server.popen.pid)
+
+    def log(self, name: str) -> str:
+        return "\n".join((self.cp.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-30:])
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.ours.stop()
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    # -- switching set-ups on and off -------------------------------------------------------------
+
+    def ours_metrics(self) -> dict[str, float]:
+        return totals(insecure_get(f"{self.ours.url}/metrics", self.hook_ctx), HANDLER)
+
+    def dry_run_host_pod(self) -> str:
+        """What the apiserver does with a host pod now: "allowed" or the denial's message."""
+        try:
+            self.core.create_namespaced_pod(NAMESPACE, host_pod(), dry_run="All")
+        except k8s.ApiException as exc:
+            if exc.status in (400, 403, 422):
+                return api_message(exc) or str(exc.status)
+            raise
+        return "allowed"
+
+    def reaches(self) -> bool:
+        """Whether the apiserver calls both webhooks of a configuration for a host pod (only one set-up
+        is registered at a time)."""
+        before = self.webhook_calls().get(f"{WEBHOOK_CALL}_count", 0.0)
+        self.dry_run_host_pod()
+        return self.webhook_calls().get(f"{WEBHOOK_CALL}_count", 0.0) >= before + 2  # mutate, validate
+
+    def kyverno_pod_webhooks(self) -> list[str]:
+        """Kyverno's webhooks that the apiserver would call for a pod create."""
+        admission = k8s.AdmissionregistrationV1Api(self.api)
+        configs = [*admission.list_validating_webhook_configuration().items]
+        configs += admission.list_mutating_webhook_configuration().items
+        return [
+            hook.name
+            for conf in configs
+            if conf.metadata.name.startswith("kyverno-resource")
+            for hook in conf.webhooks or []
+            for rule in hook.rules or []
+            if {"pods", "*", "*/*"} & set(rule.resources or [])
+            and {"CREATE", "*"} & set(rule.operations or [])
+        ]
+
+    def activate(self, setup: str) -> None:
+        if setup in self.configurations:
+            register(self.api, self.configurations[setup])
+            wait_for(self.reaches, timeout=60, message=f"the apiserver to call {setup}")
+        elif setup == "vap":
+            admission = k8s.AdmissionregistrationV1Api(self.api)
+            admission.create_validating_admission_policy(vap_policy())
+            admission.create_validating_admission_policy_binding(vap_binding())
+            wait_for(lambda: POLICY_NAME in self.dry_run_host_pod(), timeout=60, message="the policy to deny")
+        elif setup == "kyverno":
+            applied = self.cp.kubectl("apply", "-f", str(REPO / "bench" / "kyverno" / "policy.yaml"))
+            if applied.returncode != 0:
+                raise RuntimeError(f"kubectl apply the Kyverno policy: {applied.stderr}")
+            wait_for(
+                lambda: POLICY_NAME in self.dry_run_host_pod(),
+                timeout=120,
+                message=lambda: "Kyverno to deny:\n" + self.log("kyverno"),
+            )
+
+    def deactivate(self, setup: str) -> None:
+        if setup in self.configurations:
+            unregister(self.api, self.configurations[setup])
+            wait_for(lambda: not self.reaches(), timeout=60, message=f"the apiserver to stop calling {setup}")
+        elif setup == "vap":
+            admission = k8s.AdmissionregistrationV1Api(self.api)
+            admission.delete_validating_admission_policy_binding(POLICY_NAME)
+            admission.delete_validating_admission_policy(POLICY_NAME)
+            wait_for(lambda: self.dry_run_host_pod() == "allowed", timeout=60, message="the policy to go")
+        elif setup == "kyverno":
+            self.cp.kubectl("delete", "clusterpolicy", POLICY_NAME, "--wait=true", check=True)
+            wait_for(
+                lambda: self.dry_run_host_pod() == "allowed" and not self.kyverno_pod_webhooks(),
+                timeout=120,
+                message=lambda: f"Kyverno to drop its pod webhooks ({self.kyverno_pod_webhooks()})",
+            )
+
+    # -- measuring --------------------------------------------------------------------------------
+
+    def clear_pods(self) -> None:
+        self.core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
+        wait_for(
+            lambda: not self.core.list_namespaced_pod(NAMESPACE, limit=1).items,
+            timeout=120,
+            message="the bench's pods to be deleted",
+        )
+
+    def webhook_calls(self) -> dict[str, float]:
+        """The apiserver's time in webhook calls so far (_sum, seconds) and their number (_count)."""
+        return totals(self.cp.get("/metrics"), WEBHOOK_CALL)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: each process of the bench, wrk (the children waited for), the machine."""
+        out = {name: sum(p.cpu_times()[:2]) for name, p in self.procs.items()}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["wrk"] = children.ru_utime + children.ru_stime
+        machine = psutil.cpu_times()
+        out["machine"] = sum(machine) - machine.idle - machine.iowait
+        return out
+
+    def measure(self, setup: str, series: str, connections: int, rnd: int, seconds: int) -> Run:
+        url = f"{self.cp.url}/api/v1/namespaces/{NAMESPACE}/pods"
+        env = {**os.environ, "BENCH_BODY": str(self.work / f"{series}.json"), "BENCH_TOKEN": self.token}
+        wrk(url, self.script, env, connections, 1)  # warm-up, not timed
+        self.clear_pods()
+        ours = setup.startswith("ours")
+        calls0, hook0, cpu0 = self.webhook_calls(), self.ours_metrics() if ours else {}, self.cpu()
+        load = wrk(url, self.script, env, connections, seconds)
+        cpu1, hook1, calls1 = self.cpu(), self.ours_metrics() if ours else {}, self.webhook_calls()
+        spent = {k: cpu1[k] - cpu0[k] for k in cpu1}
+        bench_cpu = sum(v for k, v in spent.items() if k != "machine")
+        pods = self.core.list_namespaced_pod(NAMESPACE, limit=1).items
+        if load.non2xx == load.requests:
+            outcome = "denied"
+        elif pods and "immutable-os.io/steered" in (pods[0].metadata.annotations or {}):
+            outcome = "steered"
+        else:
+            outcome = "created"
+        process = self.procs.get("ours" if ours else setup)
+        run = Run(
+            setup=setup,
+            series=series,
+            connections=connections,
+            round=rnd,
+            load=load,
+            cpu_s={k: v for k, v in spent.items() if k != "machine"},
+            other_cores=max(0.0, spent["machine"] - bench_cpu) / load.seconds,
+            call_ms=mean_ms(calls1, calls0, WEBHOOK_CALL),
+            handler_ms=mean_ms(hook1, hook0, HANDLER),
+            rss_mb=process.memory_info().rss / 2**20 if process else float("nan"),
+            outcome=outcome,
+        )
+        self.clear_pods()
+        return run
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """What `chart_configurations` reads of a webhook: its URL, caBundle and a directory for values."""
+
+    url: str
+    ca_bundle: str
+    dir: Path
 
 
 def vap_policy() -> dict[str, Any]:
-    """The same host-access checks as CEL. No placement: a pod that needs host access is denied."""
+    """The default checks as CEL. No placement: a pod with host access is denied."""
+    checks = {
+        "host-path": "!has(object.spec.volumes) || object.spec.volumes.all(v, !has(v.hostPath))",
+        "host-pid": "!has(object.spec.hostPID) || object.spec.hostPID != true",
+        "host-ipc": "!has(object.spec.hostIPC) || object.spec.hostIPC != true",
+        "host-network": "!has(object.spec.hostNetwork) || object.spec.hostNetwork != true",
+    }
+    rule = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}
+    not_kube_system = {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
+        ]
+    }
     return {
         "metadata": {"name": POLICY_NAME},
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["pods"],
-                    }
-                ]
-            },
+            "matchConstraints": {"resourceRules": [rule], "namespaceSelector": not_kube_system},
             "validations": [
-                {
-                    "expression": "!has(object.spec.volumes) || object.spec.volumes.all(v, !has(v.hostPath))",
-                    "message": "host-path: hostPath volumes are not allowed",
-                },
-                {
-                    "expression": "!has(object.spec.hostPID) || object.spec.hostPID != true",
-                    "message": "host-pid: hostPID must not be true",
-                },
-                {
-                    "expression": "!has(object.spec.hostIPC) || object.spec.hostIPC != true",
-                    "message": "host-ipc: hostIPC must not be true",
-                },
-                {
-                    "expression": "!has(object.spec.hostNetwork) || object.spec.hostNetwork != true",
-                    "message": "host-network: hostNetwork must not be true",
-                },
+                {"expression": cel, "message": f"{name}: not allowed"} for name, cel in checks.items()
             ],
         },
     }
@@ -348,841 +630,149 @@ def vap_binding() -> dict[str, Any]:
     }
 
 
-# -------------------------------------------------------------------------------------- HTTP, keep-alive
-
-
-class Conn:
-    """One keep-alive HTTPS connection (HTTP/1.1, http.client); reconnects once if the server closed it."""
-
-    def __init__(self, port: int, context: ssl.SSLContext) -> None:
-        self.conn = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=30)
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        for attempt in range(2):
-            try:
-                self.conn.request(method, path, body=body, headers=HEADERS)
-                response = self.conn.getresponse()
-                return response.status, response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.conn.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def json(self, method: str, path: str, obj: Any = None, ok: Iterable[int] = (200, 201, 202)) -> Any:
-        status, data = self.request(method, path, None if obj is None else json.dumps(obj).encode())
-        if status not in set(ok):
-            raise RuntimeError(f"{method} {path}: HTTP {status}: {data[:400]!r}")
-        return json.loads(data) if data else None
-
-    def local_port(self) -> int | None:
-        sock = self.conn.sock
-        return sock.getsockname()[1] if sock is not None else None
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-# ------------------------------------------------------------------------------------ metrics and /proc
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([^ ]+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-APISERVER_PREFIXES = (
-    "apiserver_admission_webhook_admission_duration_seconds",
-    "apiserver_admission_controller_admission_duration_seconds",
-    "apiserver_request_duration_seconds",
-)
-WEBHOOK_PREFIXES = ("immutable_os_webhook_review_duration_seconds", "immutable_os_webhook_reviews")
-
-
-def parse_metrics(text: str, prefixes: Sequence[str]) -> Samples:
-    """The samples of the Prometheus text `text` whose names start with one of `prefixes`."""
-    out: Samples = {}
-    for line in text.splitlines():
-        if not line.startswith(tuple(prefixes)):
-            continue
-        m = _SAMPLE.match(line)
-        if m:
-            labels = frozenset(_LABEL.findall(m.group(2) or ""))
-            out[(m.group(1), labels)] = float(m.group(3))
-    return out
-
-
-def delta(after: Samples, before: Samples) -> Samples:
-    return {k: v - before.get(k, 0.0) for k, v in after.items()}
-
-
-def total(samples: Samples, metric: str, **match: str) -> float:
-    return sum(
-        v
-        for (n, labels), v in samples.items()
-        if n == metric and all((k, w) in labels for k, w in match.items())
-    )
-
-
-def mean_ms(samples: Samples, base: str, **match: str) -> float:
-    """Mean in ms of histogram `base` over the label sets matching `match` (NaN if it saw nothing)."""
-    count = total(samples, f"{base}_count", **match)
-    return total(samples, f"{base}_sum", **match) / count * 1000.0 if count else float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs spent busy since boot (user, nice, system, irq, softirq; /proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
-    return (user + nice + system + irq + softirq) / CLK_TCK
-
-
-def child_pids(names: Sequence[str]) -> dict[str, int]:
-    """Our child processes by command name (the harness starts etcd and kube-apiserver as children)."""
-    found: dict[str, int] = {}
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and comm in names:
-            found[comm] = int(entry.name)
-    return found
-
-
-def client_ports(port: int) -> set[int]:
-    """The client ports of every TCP socket (any state, TIME_WAIT included) with `port` at one end, from
-    /proc/net/tcp. Ports new after a run are the connections opened during it."""
-    found: set[int] = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, remote = (int(a.rsplit(":", 1)[1], 16) for a in line.split()[1:3])
-        if local == port and remote:
-            found.add(remote)
-        elif remote == port:
-            found.add(local)
-    return found
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    """Linux: the webhook servers get SIGKILL if this process dies without stopping them."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not sorted_values:
-        return float("nan")
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def timed(call: Callable[[], object], n: int, pause: float = 0.0) -> list[float]:
-    """Wall times of `n` calls, ms, sorted; with `pause` seconds of sleep before each (not timed)."""
-    out = []
-    for _ in range(n):
-        if pause:
-            time.sleep(pause)
-        t0 = time.perf_counter_ns()
-        call()
-        out.append((time.perf_counter_ns() - t0) / 1e6)
-    return sorted(out)
-
-
-# ------------------------------------------------------------------------------------- webhook servers
-
-
-@dataclass
-class HookServer:
-    """A webhook server subprocess on 127.0.0.1 and one kept-alive connection to it for our own queries
-    (so they open no connections that would count as the apiserver's)."""
-
-    config: str
-    port: int
-    popen: subprocess.Popen[bytes]
-    log: Path
-    context: ssl.SSLContext
-    conn: Conn | None = None
-
-    def get(self, path: str) -> bytes:
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"{CONFIG_NAMES[self.config]} exited:\n{self.log.read_text()[-2000:]}")
-        if self.conn is None:
-            self.conn = Conn(self.port, self.context)
-        status, data = self.conn.request("GET", path)
-        if status != 200:
-            raise RuntimeError(f"GET {path} on {CONFIG_NAMES[self.config]}: HTTP {status}")
-        return data
-
-    def metrics(self) -> Samples:
-        return parse_metrics(self.get("/metrics").decode(), WEBHOOK_PREFIXES) if self.config == "b" else {}
-
-    def reviews(self) -> float:
-        """Reviews answered so far."""
-        if self.config == "b":
-            return total(self.metrics(), "immutable_os_webhook_reviews_total")
-        return float(self.get("/count"))
-
-    def ready(self) -> bool:
-        try:
-            self.get("/readyz" if self.config == "b" else "/healthz")
-            return True
-        except OSError:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
-            return False
-
-    def new_client_ports(self) -> set[int]:
-        own = self.conn.local_port() if self.conn is not None else None
-        return client_ports(self.port) - {own}
-
-    def stop(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-
-
-# ------------------------------------------------------------------------------------------- the bench
-
-
-@dataclass
-class Run:
-    config: str
-    round: int
-    series: str
-    concurrency: int
-    latencies_ms: list[float]
-    wall_s: float
-    statuses: dict[int, int]
-    steered: int
-    cpu_ms_per_pod: dict[str, float]
-    apiserver: Samples = field(repr=False)
-    webhook: Samples = field(repr=False)
-    new_connections: int = 0
-    other_load: float = 0.0  # cores busy with processes not in this bench, on average over the run
-
-    @property
-    def pods_per_s(self) -> float:
-        return len(self.latencies_ms) / self.wall_s
-
-
-class Bench:
-    def __init__(self, cp: ControlPlane, args: argparse.Namespace, work: Path) -> None:
-        self.cp, self.args, self.work = cp, args, work
-        self.api_ctx = cp.ssl_context()
-        self.ctl = Conn(cp.port, self.api_ctx)
-        self.pids = child_pids(["etcd", "kube-apiserver"])
-        self.ca = generate_ca("bench-webhook-ca")
-        serving = issue_serving_cert(self.ca, "immutable-os-webhook", NAMESPACE, ips=[LOOPBACK])
-        self.cert_file, self.key_file = work / "tls.crt", work / "tls.key"
-        self.cert_file.write_bytes(serving.cert_pem)
-        self.key_file.write_bytes(serving.key_pem)
-        self.key_file.chmod(0o600)
-        self.hook_ctx = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
-        self.servers: dict[str, HookServer] = {}
-        self.runs: list[Run] = []
-        self.probe: dict[str, float] = {}
-        self.profiles: dict[str, dict[str, Any]] = {}
-        self._seq = itertools.count()
-
-    # -- setup -------------------------------------------------------------------------------------
-
-    def setup_cluster(self) -> None:
-        api = self.cp.api_client()
-        try:
-            create_node_pool(api, "general", 3, os_sku="Ubuntu")
-            create_node_pool(api, "flatcar", 3, os_sku="Flatcar")
-        finally:
-            api.close()
-        self.ctl.json("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
-
-    def _start(self, config: str, cmd: list[str], name: str) -> None:
-        log = self.work / f"{name}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                cmd,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )
-        port = int(cmd[cmd.index("--port") + 1]) if "--port" in cmd else int(cmd[-1].rsplit(":", 1)[1])
-        server = HookServer(config, port, popen, log, self.hook_ctx)
-        self.servers[config] = server
-        self.pids[name] = popen.pid
-        wait_for(server.ready, timeout=30, message=f"{CONFIG_NAMES[config]} to be ready")
-
-    def start_webhook(self) -> None:
-        """`python -m webhook serve` with the default config, watching this control plane."""
-        port = free_port()
-        cmd = [sys.executable, "-m", "webhook", "serve", "--cert-file", str(self.cert_file)]
-        cmd += ["--key-file", str(self.key_file), "--kubeconfig", str(self.cp.kubeconfig_path)]
-        cmd += ["--log-level", self.args.webhook_log_level, "--host", LOOPBACK, "--port", str(port)]
-        self._start("b", cmd, "webhook")
-
-    def start_null_webhook(self) -> bool:
-        """Build and start the Go null webhook; False (with the reason printed) if Go is unavailable."""
-        go = shutil.which("go")
-        if go is None:
-            print("no go on PATH: skipping the null webhook (n)", flush=True)
-            return False
-        source, binary = self.work / "nullhook.go", self.work / "nullhook"
-        source.write_text(NULL_WEBHOOK_GO)
-        env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GO111MODULE": "off"}
-        built = subprocess.run(
-            [go, "build", "-o", str(binary), str(source)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if built.returncode != 0:
-            print(f"go build failed, skipping the null webhook (n):\n{built.stderr[-1000:]}", flush=True)
-            return False
-        cmd = [str(binary), "-cert", str(self.cert_file), "-key", str(self.key_file)]
-        self._start("n", [*cmd, "-addr", f"{LOOPBACK}:{free_port()}"], "nullhook")
-        return True
-
-    def stop(self) -> None:
-        for server in self.servers.values():
-            server.stop()
-        self.ctl.close()
-
-    # -- the configurations ------------------------------------------------------------------------
-
-    def _dry_run_hostpath(self) -> tuple[int, dict[str, Any]]:
-        body = json.dumps(hostpath_pod(f"probe-{next(self._seq)}")).encode()
-        status, data = self.ctl.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods?dryRun=All", body)
-        return status, json.loads(data) if data else {}
-
-    def _calls(self, server: HookServer) -> tuple[float, bool]:
-        """(reviews the server answered, steered) for one dry-run create of the hostPath pod."""
-        before = server.reviews()
-        status, pod = self._dry_run_hostpath()
-        steered = status == 201 and bool((pod.get("spec") or {}).get("affinity"))
-        return server.reviews() - before, steered
-
-    def activate(self, config: str) -> None:
-        if config in SERVER_OF:
-            server = self.servers[SERVER_OF[config]]
-            mutating, validating = webhook_configurations(
-                f"https://{LOOPBACK}:{server.port}", ca_bundle_b64(self.ca.cert_pem), prefilter=config == "m"
-            )
-            self.ctl.json("POST", f"{ADMISSION_API}/mutatingwebhookconfigurations", mutating)
-            self.ctl.json("POST", f"{ADMISSION_API}/validatingwebhookconfigurations", validating)
-
-            def called() -> bool:  # both webhooks, and for ours the steering patch applied
-                reviews, steered = self._calls(server)
-                return reviews >= 2 and (steered or config == "n")
-
-            wait_for(called, timeout=30, message=f"the apiserver calling the {CONFIG_NAMES[config]}")
-        elif config == "c":
-            self.ctl.json("POST", f"{ADMISSION_API}/validatingadmissionpolicies", vap_policy())
-            self.ctl.json("POST", f"{ADMISSION_API}/validatingadmissionpolicybindings", vap_binding())
-            wait_for(
-                lambda: self._dry_run_hostpath()[0] in (403, 422), timeout=30, message="the policy denying"
-            )
-
-    def deactivate(self, config: str) -> None:
-        if config in SERVER_OF:
-            server = self.servers[SERVER_OF[config]]
-            self.ctl.json("DELETE", f"{ADMISSION_API}/mutatingwebhookconfigurations/{WEBHOOK_CONFIG_NAME}")
-            self.ctl.json("DELETE", f"{ADMISSION_API}/validatingwebhookconfigurations/{WEBHOOK_CONFIG_NAME}")
-            wait_for(lambda: self._calls(server) == (0, False), timeout=30, message="the webhooks going away")
-        elif config == "c":
-            self.ctl.json("DELETE", f"{ADMISSION_API}/validatingadmissionpolicybindings/{POLICY_NAME}")
-            self.ctl.json("DELETE", f"{ADMISSION_API}/validatingadmissionpolicies/{POLICY_NAME}")
-            wait_for(lambda: self._dry_run_hostpath()[0] == 201, timeout=30, message="the policy going away")
-
-    # -- measuring ---------------------------------------------------------------------------------
-
-    def _snapshot(self, config: str, cpu_first: bool) -> tuple[Samples, Samples, dict[str, float], set[int]]:
-        """Both servers' metrics, CPU seconds of every process ("client" is this one), and the client
-        ports to the active webhook. CPU is read last before a run and first after it, so the (costly)
-        /metrics scrapes stay out of the CPU figures."""
-        first = self._cpu() if cpu_first else None
-        apiserver = parse_metrics(self.cp.get("/metrics", timeout=30), APISERVER_PREFIXES)
-        webhook = self.servers["b"].metrics()
-        ports = self.servers[SERVER_OF[config]].new_client_ports() if config in SERVER_OF else set()
-        return apiserver, webhook, first or self._cpu(), ports
-
-    def _cpu(self) -> dict[str, float]:
-        ours = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"client": time.process_time()}
-        return ours | {"machine": machine_busy_seconds()}
-
-    def _other_load(self, before: dict[str, float], after: dict[str, float], wall: float) -> float:
-        """Cores other processes kept busy between two `_cpu` readings `wall` seconds apart."""
-        ours = sum(after[k] - before[k] for k in before if k != "machine")
-        return max(0.0, (after["machine"] - before["machine"] - ours) / wall)
-
-    def wait_quiet(self) -> None:
-        """Wait (at most --quiet-timeout seconds) until other processes use under QUIET_CORES of CPU over
-        a second: this machine is shared, and their load would land in our figures."""
-        deadline = time.monotonic() + self.args.quiet_timeout
-        waited = 0
-        while time.monotonic() < deadline:
-            before, t0 = self._cpu(), time.monotonic()
-            time.sleep(1.0)
-            load = self._other_load(before, self._cpu(), time.monotonic() - t0)
-            if load < QUIET_CORES:
-                if waited:
-                    print(f"  (waited {waited}s for other load to settle)", flush=True)
-                return
-            waited += 1
-        if self.args.quiet_timeout:
-            print(
-                f"  (other processes still busy after {self.args.quiet_timeout}s; measuring anyway)",
-                flush=True,
-            )
-
-    def clear_pods(self) -> None:
-        path = f"/api/v1/namespaces/{NAMESPACE}/pods"
-        self.ctl.json("DELETE", f"{path}?gracePeriodSeconds=0")
-        wait_for(
-            lambda: not self.ctl.json("GET", f"{path}?limit=1")["items"],
-            timeout=60,
-            message="the bench pods to be deleted",
-        )
-
-    def creates(
-        self, series: str, n: int, concurrency: int, prefix: str
-    ) -> tuple[list[float], float, dict[int, int], int]:
-        """Create `n` pods with `concurrency` workers, each on its own keep-alive connection opened
-        beforehand. Returns latencies (ms, in order), wall seconds, status counts, and how many were
-        steered."""
-        template = body_template(series)
-        path = f"/api/v1/namespaces/{NAMESPACE}/pods"
-        conns = [Conn(self.cp.port, self.api_ctx) for _ in range(concurrency)]
-        for conn in conns:
-            conn.request("GET", "/version")
-        latencies = [0.0] * n
-        statuses = [0] * n
-        steered = [False] * n
-        counter = itertools.count()
-        barrier = threading.Barrier(concurrency + 1)
-
-        def worker(conn: Conn) -> None:
-            barrier.wait()
-            while (i := next(counter)) < n:
-                body = template.replace(NAME_MARK, f"{prefix}-{i}").encode()
-                t0 = time.perf_counter_ns()
-                status, data = conn.request("POST", path, body)
-                latencies[i] = (time.perf_counter_ns() - t0) / 1e6
-                statuses[i] = status
-                steered[i] = b'"nodeAffinity"' in data
-
-        threads = [threading.Thread(target=worker, args=(c,)) for c in conns]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        started = time.perf_counter()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - started
-        for conn in conns:
-            conn.close()
-        counts: dict[int, int] = {}
-        for s in statuses:
-            counts[s] = counts.get(s, 0) + 1
-        return latencies, wall, counts, sum(steered)
-
-    def measure(self, config: str, rnd: int, series: str, concurrency: int) -> Run:
-        n = self.args.pods
-        tag = f"{config}{rnd}-{series[0]}{concurrency}"
-        self.wait_quiet()
-        self.creates(series, max(10, n // 10), concurrency, f"warm-{tag}")
-        api0, hook0, cpu0, ports0 = self._snapshot(config, cpu_first=False)
-        latencies, wall, statuses, steered = self.creates(series, n, concurrency, tag)
-        api1, hook1, cpu1, ports1 = self._snapshot(config, cpu_first=True)
-        self.clear_pods()
-        cpu = {name: (cpu1[name] - cpu0[name]) * 1000.0 / n for name in cpu0 if name != "machine"}
-        run = Run(
-            config,
-            rnd,
-            series,
-            concurrency,
-            latencies,
-            wall,
-            statuses,
-            steered,
-            cpu,
-            delta(api1, api0),
-            delta(hook1, hook0),
-            len(ports1 - ports0),
-            self._other_load(cpu0, cpu1, wall),
-        )
-        lat = sorted(latencies)
-        print(
-            f"  {config} round {rnd} {series:8s} c={concurrency}: p50 {percentile(lat, 0.5):6.2f} ms "
-            f"p99 {percentile(lat, 0.99):6.2f} ms {run.pods_per_s:7.1f} pods/s statuses {statuses}"
-            + (f" steered {steered}" if steered else "")
-            + (f" new webhook connections {run.new_connections}" if config in SERVER_OF else "")
-            + f" other load {run.other_load:.2f} cores",
-            flush=True,
-        )
-        return run
-
-    def run_configuration(self, config: str, rnd: int) -> None:
-        self.activate(config)
-        try:
-            for series in SERIES:
-                for concurrency in (1, self.args.concurrency):
-                    self.runs.append(self.measure(config, rnd, series, concurrency))
-        finally:
-            self.deactivate(config)
-
-    # -- the webhook servers alone -----------------------------------------------------------------
-
-    def probe_servers(self) -> None:
-        """POST the AdmissionReview the apiserver would send straight to each webhook server, over one
-        kept-alive TLS connection back to back ("hot"), the same with a pause before each request like the
-        gaps between calls in a sequential create ("paced"), and over a new connection each time (what
-        no connection reuse would cost). Our handler's own mean comes from its histogram."""
-        n = max(50, self.args.pods)
-        handler = "immutable_os_webhook_review_duration_seconds"
-        for series in SERIES:
-            self.wait_quiet()
-            body = json.dumps(POD_FACTORIES[series](f"review-{series}")).encode()
-            _, data = self.ctl.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods?dryRun=All", body)
-            review = json.dumps(admission_review(json.loads(data))).encode()
-            self.probe[f"review_bytes.{series}"] = len(review)
-            for config, server in self.servers.items():
-                for endpoint in ("mutate", "validate"):
-                    key = f"{config}.{series}.{endpoint}"
-                    conn = Conn(server.port, self.hook_ctx)
-                    answers: list[tuple[int, bytes]] = []
-                    post = self._poster(conn, endpoint, review, answers)
-                    try:
-                        timed(post, 20)
-                        for mode, pause in (("hot", 0.0), ("paced", PROBE_PAUSE_S)):
-                            before = server.metrics()
-                            latencies = timed(post, n, pause)
-                            own = mean_ms(delta(server.metrics(), before), handler, endpoint=endpoint)
-                            self.probe[f"{key}.{mode}_p50"] = percentile(latencies, 0.5)
-                            self.probe[f"{key}.{mode}_p99"] = percentile(latencies, 0.99)
-                            if config == "b":
-                                self.probe[f"{key}.{mode}_handler_mean"] = own
-                    finally:
-                        conn.close()
-                    if any(status != 200 for status, _ in answers):
-                        raise RuntimeError(f"{config} /{endpoint}: {answers[-1]!r:.300}")
-                    self.probe[f"response_bytes.{key}"] = len(answers[-1][1])
-                    fresh = self._fresh_poster(server.port, endpoint, review)
-                    self.probe[f"{key}.new_connection_p50"] = percentile(timed(fresh, max(20, n // 5)), 0.5)
-
-    @staticmethod
-    def _poster(
-        conn: Conn, endpoint: str, review: bytes, answers: list[tuple[int, bytes]]
-    ) -> Callable[[], None]:
-        def post() -> None:
-            answers.append(conn.request("POST", f"/{endpoint}", review))
-
-        return post
-
-    def _fresh_poster(self, port: int, endpoint: str, review: bytes) -> Callable[[], None]:
-        def post() -> None:
-            conn = Conn(port, self.hook_ctx)
-            try:
-                conn.request("POST", f"/{endpoint}", review)
-            finally:
-                conn.close()
-
-        return post
-
-    # -- CPU profiles of the apiserver -------------------------------------------------------------
-
-    def profile_apiserver(self, out_dir: Path, seconds: int, configs: Sequence[str]) -> None:
-        """A Go CPU profile of kube-apiserver (/debug/pprof/profile) while clean pods are created
-        sequentially, per configuration; compare with `go tool pprof -top -cum`. Also one long
-        uninterrupted sequential run per configuration, back to back: its mean latency is a second view."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for config in configs:
-            self.activate(config)
-            self.wait_quiet()
-            result: dict[str, Any] = {}
-            try:
-                self.creates("clean", 20, 1, f"pprof-warm-{config}")
-
-                def fetch(result: dict[str, Any] = result) -> None:
-                    conn = Conn(self.cp.port, self.api_ctx)
-                    try:
-                        result["answer"] = conn.request("GET", f"/debug/pprof/profile?seconds={seconds}")
-                    finally:
-                        conn.close()
-
-                thread = threading.Thread(target=fetch)
-                thread.start()
-                latencies: list[float] = []
-                for chunk in range(seconds * 160):  # bounded: stops with the profile, at most 4000 pods/s
-                    if not thread.is_alive():
-                        break
-                    latencies += self.creates("clean", 25, 1, f"pprof-{config}-{chunk}")[0]
-                thread.join(timeout=seconds + 30)
-                self.clear_pods()
-            finally:
-                self.deactivate(config)
-            status, data = result.get("answer", (0, b""))
-            if status != 200:
-                raise RuntimeError(f"apiserver profile: HTTP {status}: {data[:200]!r}")
-            path = out_dir / f"apiserver-{config}.pprof"
-            path.write_bytes(data)
-            lat = sorted(latencies)
-            self.profiles[config] = {
-                "path": str(path),
-                "pods": len(lat),
-                "seconds": seconds,
-                "mean_ms": sum(lat) / len(lat),
-                "p50_ms": percentile(lat, 0.5),
-            }
-            print(
-                f"  apiserver profile {config}: {len(lat)} clean pods in {seconds}s, mean "
-                f"{sum(lat) / len(lat):.2f} ms, p50 {percentile(lat, 0.5):.2f} ms -> {path}",
-                flush=True,
-            )
-
-
 # ------------------------------------------------------------------------------------------- reporting
 
 
-def chosen(runs: Sequence[Run], config: str, series: str, concurrency: int) -> list[Run]:
-    return [r for r in runs if (r.config, r.series, r.concurrency) == (config, series, concurrency)]
+COLUMNS = (("set-up", 8), ("outcome", 8), ("p50", 6), ("p99", 6), ("+p50", 6), ("+p99", 6), ("pods/s", 6),
+           ("call", 5), ("hdlr", 5), ("hook", 6), ("api", 6), ("etcd", 6), ("RSS", 4),
+           ("other", 5))  # fmt: skip
+FORMAT = {"pods/s": 0, "RSS": 0, "hook": 3, "api": 3, "etcd": 3}
 
 
-def pooled(runs: Sequence[Run]) -> dict[str, Any]:
-    lat = sorted(x for r in runs for x in r.latencies_ms)
-    wall = sum(r.wall_s for r in runs)
+def summarize(runs: Sequence[Run]) -> dict[str, Any]:
+    """Pooled over rounds: the median of each run's p50 and p99, pods/s over the total time, CPU seconds per
+    1,000 creates of each process, the largest RSS."""
+    creates = sum(r.load.requests for r in runs)
+    calls = [r.call_ms for r in runs if not math.isnan(r.call_ms)]
+    handled = [r.handler_ms for r in runs if not math.isnan(r.handler_ms)]
+    names = sorted({k for r in runs for k in r.cpu_s})
     return {
-        "n": len(lat),
-        "p50": percentile(lat, 0.5),
-        "p90": percentile(lat, 0.9),
-        "p99": percentile(lat, 0.99),
-        "pods_per_s": len(lat) / wall if wall else float("nan"),
-        "p50_by_round": [
-            percentile(sorted(r.latencies_ms), 0.5) for r in sorted(runs, key=lambda r: r.round)
-        ],
-        "statuses": {
-            str(k): sum(r.statuses.get(k, 0) for r in runs) for k in {k for r in runs for k in r.statuses}
-        },
-        "steered": sum(r.steered for r in runs),
-        "other_load_max": max((r.other_load for r in runs), default=0.0),
+        "p50_ms": statistics.median(r.load.p50_ms for r in runs),
+        "p99_ms": statistics.median(r.load.p99_ms for r in runs),
+        "p50_by_round": [round(r.load.p50_ms, 2) for r in runs],
+        "pods_per_s": creates / sum(r.load.seconds for r in runs),
+        "creates": creates,
+        "cpu_s_per_1000": {k: sum(r.cpu_s[k] for r in runs) / creates * 1000 for k in names},
+        "call_ms": statistics.median(calls) if calls else math.nan,
+        "handler_ms": statistics.median(handled) if handled else math.nan,
+        "rss_mb": max(r.rss_mb for r in runs),
+        "other_cores": max(r.other_cores for r in runs),
+        "outcome": "/".join(sorted({r.outcome for r in runs})),
     }
 
 
-def summed(runs: Sequence[Run], attr: str) -> Samples:
-    out: Samples = {}
-    for r in runs:
-        for k, v in getattr(r, attr).items():
-            out[k] = out.get(k, 0.0) + v
-    return out
-
-
-def breakdown(runs: Sequence[Run]) -> dict[str, Any]:
-    """Means per pod over `runs`: apiserver-side (request, plugins, each webhook call), our webhook's
-    handler, CPU per process."""
-    api, hook = summed(runs, "apiserver"), summed(runs, "webhook")
-    plugin = "apiserver_admission_controller_admission_duration_seconds"
-    call = "apiserver_admission_webhook_admission_duration_seconds"
-    handler = "immutable_os_webhook_review_duration_seconds"
-    request = mean_ms(api, "apiserver_request_duration_seconds", verb="POST", resource="pods", subresource="")
-    names = sorted({k for r in runs for k in r.cpu_ms_per_pod})
-    return {
-        "request_server_ms": request,
-        "mutating_plugin_ms": mean_ms(api, plugin, name="MutatingAdmissionWebhook"),
-        "validating_plugin_ms": mean_ms(api, plugin, name="ValidatingAdmissionWebhook"),
-        "vap_plugin_ms": mean_ms(api, plugin, name="ValidatingAdmissionPolicy"),
-        "call_mutate_ms": mean_ms(api, call, name=MUTATING_HOOK),
-        "call_validate_ms": mean_ms(api, call, name=VALIDATING_HOOK),
-        "handler_mutate_ms": mean_ms(hook, handler, endpoint="mutate"),
-        "handler_validate_ms": mean_ms(hook, handler, endpoint="validate"),
-        "cpu_ms_per_pod": {k: sum(r.cpu_ms_per_pod.get(k, 0.0) for r in runs) / len(runs) for k in names},
-        "new_webhook_connections": sum(r.new_connections for r in runs),
-    }
-
-
-def report(bench: Bench, args: argparse.Namespace, configs: Sequence[str], started: float) -> dict[str, Any]:
-    runs, conc = bench.runs, args.concurrency
-    cells = [(s, c) for s in SERIES for c in (1, conc)]
-    out: dict[str, Any] = {"table": {}, "ratios": {}, "breakdown": {}, "probe": bench.probe}
+def report(runs: Sequence[Run], setups: Sequence[str], connections: Sequence[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for series in SERIES:
+        for conns in connections:
+            cell = {
+                s: summarize([r for r in runs if (r.setup, r.series, r.connections) == (s, series, conns)])
+                for s in setups
+            }
+            out[f"{series}.c{conns}"] = cell
+            base = cell["none"]
+            print(f"\n{series} pods, {conns} connection(s)")
+            print(" ".join(f"{h:>{w}s}" for h, w in COLUMNS), " p50 by round")
+            for setup, s in cell.items():
+                cpu = s["cpu_s_per_1000"]
+                hook = cpu.get("ours" if setup.startswith("ours") else setup, math.nan)
+                values = [setup, s["outcome"], s["p50_ms"], s["p99_ms"], s["p50_ms"] - base["p50_ms"],
+                          s["p99_ms"] - base["p99_ms"], s["pods_per_s"], s["call_ms"], s["handler_ms"], hook,
+                          cpu["kube-apiserver"], cpu["etcd"], s["rss_mb"], s["other_cores"]]  # fmt: skip
+                cells = [f"{v:>{w}s}" if isinstance(v, str) else f"{v:{w}.{FORMAT.get(h, 2)}f}"
+                         for v, (h, w) in zip(values, COLUMNS, strict=True)]  # fmt: skip
+                print(" ".join(cells), " ", " ".join(f"{x:.2f}" for x in s["p50_by_round"]))
+    idle = [r for r in runs if r.setup != "kyverno" and "kyverno" in r.cpu_s]
+    if idle:
+        cores = sum(r.cpu_s["kyverno"] for r in idle) / sum(r.load.seconds for r in idle)
+        out["kyverno_idle_cores"] = cores
+        print(f"\nKyverno, running but not in use (no policy), used {cores:.3f} cores during the other runs")
     print(
-        f"\n{'config':22s} {'series':9s} {'conc':>4s} {'n':>5s} {'p50 ms':>7s} {'p99 ms':>7s} {'pods/s':>7s}"
-        f" {'other':>6s}   p50 by round"
+        "\nms: wrk's latency per create; +p50/+p99 over `none`; call: the apiserver's mean time per webhook"
+        "\ncall; hdlr: our handler's mean per review (its own histogram); hook/api/etcd: CPU seconds per"
+        "\n1,000 creates of the webhook process, kube-apiserver, etcd; RSS MiB of the webhook process;"
+        "\nother: cores used by processes outside the bench during the runs (worst run)."
     )
-    for series, concurrency in cells:
-        for config in configs:
-            s = pooled(chosen(runs, config, series, concurrency))
-            out["table"][f"{config}.{series}.c{concurrency}"] = s
-            print(
-                f"{config + ' ' + CONFIG_NAMES[config]:22s} {series:9s} {concurrency:4d} {s['n']:5d} "
-                f"{s['p50']:7.2f} {s['p99']:7.2f} {s['pods_per_s']:7.1f} {s['other_load_max']:6.2f}   "
-                + " / ".join(f"{x:.2f}" for x in s["p50_by_round"])
-            )
-
-    extra = [c for c in ("n", "m") if c in configs]
-    print(
-        f"\n{'series':9s} {'conc':>4s} {'b-a p50':>8s} {'b/a p50':>8s} {'b/c p50':>8s} {'b/a tput':>9s} "
-        f"{'b/c tput':>9s}" + "".join(f" {c + '-a p50':>8s}" for c in extra)
-    )
-    for series, concurrency in cells:
-        t = {c: out["table"][f"{c}.{series}.c{concurrency}"] for c in configs}
-        r = {
-            "b_minus_a_p50_ms": t["b"]["p50"] - t["a"]["p50"],
-            "b_over_a_p50": t["b"]["p50"] / t["a"]["p50"],
-            "b_over_c_p50": t["b"]["p50"] / t["c"]["p50"],
-            "b_over_a_pods_per_s": t["b"]["pods_per_s"] / t["a"]["pods_per_s"],
-            "b_over_c_pods_per_s": t["b"]["pods_per_s"] / t["c"]["pods_per_s"],
-        }
-        for c in extra:
-            r[f"{c}_minus_a_p50_ms"] = t[c]["p50"] - t["a"]["p50"]
-        out["ratios"][f"{series}.c{concurrency}"] = r
-        print(
-            f"{series:9s} {concurrency:4d} {r['b_minus_a_p50_ms']:8.2f} {r['b_over_a_p50']:8.2f} "
-            f"{r['b_over_c_p50']:8.2f} {r['b_over_a_pods_per_s']:9.2f} {r['b_over_c_pods_per_s']:9.2f}"
-            + "".join(f" {r[c + '_minus_a_p50_ms']:8.2f}" for c in extra)
-        )
-
-    print(
-        "\nwhere the time goes, ms per pod (means): apiserver request (server side), its admission plugins,"
-    )
-    print("its calls to each webhook, our handler (its own histogram), CPU per process")
-    print(
-        f"{'series':9s} {'conc':>4s} {'cfg':>3s} {'request':>8s} {'mutPlug':>8s} {'valPlug':>8s} "
-        f"{'vapPlug':>8s} {'callMut':>8s} {'callVal':>8s} {'hdlMut':>7s} {'hdlVal':>7s} {'cpuApi':>7s} "
-        f"{'cpuEtcd':>7s} {'cpuHook':>7s} {'cpuCli':>7s} {'newConn':>7s}"
-    )
-    for series, concurrency in cells:
-        for config in configs:
-            b = breakdown(chosen(runs, config, series, concurrency))
-            out["breakdown"][f"{config}.{series}.c{concurrency}"] = b
-            cpu = b["cpu_ms_per_pod"]
-            hook_cpu = cpu.get("webhook" if config != "n" else "nullhook", 0.0)
-            print(
-                f"{series:9s} {concurrency:4d} {config:>3s} {b['request_server_ms']:8.3f} "
-                f"{b['mutating_plugin_ms']:8.3f} {b['validating_plugin_ms']:8.3f} {b['vap_plugin_ms']:8.3f} "
-                f"{b['call_mutate_ms']:8.3f} {b['call_validate_ms']:8.3f} {b['handler_mutate_ms']:7.3f} "
-                f"{b['handler_validate_ms']:7.3f} {cpu.get('kube-apiserver', 0):7.3f} "
-                f"{cpu.get('etcd', 0):7.3f} {hook_cpu:7.3f} {cpu.get('client', 0):7.3f} "
-                f"{b['new_webhook_connections']:7d}"
-            )
-
-    print("\ndirect probe of the webhook servers (ms; review and answer sizes in bytes):")
-    for key, value in bench.probe.items():
-        print(f"  {key:44s} {value:9.3f}" if isinstance(value, float) else f"  {key:44s} {value:9d}")
-    out["profiles"] = bench.profiles
-    for config, profile in bench.profiles.items():
-        print(
-            f"apiserver profile {config}: {profile['path']} ({profile['pods']} pods, "
-            f"mean {profile['mean_ms']:.2f} ms, p50 {profile['p50_ms']:.2f} ms)"
-        )
-    if bench.profiles:
-        print("  read: go tool pprof -top -cum FILE | grep -E 'webhook|Dispatch|rest..Request|gcBgMark'")
-    out["meta"] = {
-        "pods": args.pods,
-        "concurrency": conc,
-        "rounds": args.rounds,
-        "order": args.order_used,
-        "kubernetes": bench.cp.version.get("gitVersion"),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "webhook_log_level": args.webhook_log_level,
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    print(f"\n{json.dumps(out['meta'])}")
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--pods", type=int, default=300, help="timed creates per run (default 300)")
-    parser.add_argument(
-        "--concurrency", type=int, default=8, help="workers for the concurrent runs (default 8)"
-    )
-    parser.add_argument("--rounds", type=int, default=2, help="activations of each configuration (default 2)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the configuration order")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 40 pods, concurrency 4")
-    parser.add_argument(
-        "--configs", default="abcmn", help="configurations to measure, a b c required (default abcmn)"
-    )
-    parser.add_argument(
-        "--webhook-log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="the webhook's --log-level (default info, as shipped)",
-    )
-    parser.add_argument(
-        "--quiet-timeout",
-        type=int,
-        default=120,
-        help="before each run, wait up to this many seconds for other processes to go quiet (0: don't)",
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument(
-        "--pprof", metavar="DIR", help="save kube-apiserver CPU profiles of each configuration in DIR"
-    )
-    parser.add_argument("--pprof-seconds", type=int, default=10, help="length of each profile (default 10)")
+    parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {', '.join(SETUPS)}")
+    parser.add_argument("--rounds", type=int, default=3, help="activations of each set-up (default 3)")
+    parser.add_argument("--seconds", type=int, default=3, help="length of each timed run (default 3)")
+    parser.add_argument("--connections", default="1,8", help="wrk connections per run (default 1,8)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the set-ups' order")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    setups = [s for s in SETUPS if s in args.setups.split(",")]
+    connections = [int(c) for c in args.connections.split(",")]
     if args.quick:
-        args.pods, args.concurrency = 40, 4
-    if not (1 <= args.pods <= 5000 and 1 <= args.concurrency <= 32 and 1 <= args.rounds <= 6):
-        parser.error("--pods 1..5000, --concurrency 1..32, --rounds 1..6")
-    if not set("abc") <= set(args.configs) <= set(CONFIG_NAMES) or len(set(args.configs)) != len(
-        args.configs
-    ):
-        parser.error(f"--configs: letters of {''.join(CONFIG_NAMES)}, each once, with a, b and c")
-    if not 0 <= args.quiet_timeout <= 1800:
-        parser.error("--quiet-timeout 0..1800")
-    if not 2 <= args.pprof_seconds <= 60:
-        parser.error("--pprof-seconds 2..60")
+        args.rounds, args.seconds = 1, 1
+    unknown = set(args.setups.split(",")) - set(SETUPS)
+    if unknown or "none" not in setups:
+        parser.error(f"--setups: of {', '.join(SETUPS)}, with none; unknown: {', '.join(sorted(unknown))}")
+    if not (1 <= args.rounds <= 10 and 1 <= args.seconds <= 60 and all(1 <= c <= 64 for c in connections)):
+        parser.error("--rounds 1..10, --seconds 1..60, --connections 1..64 each")
+    kyverno_dir = Path(os.environ["KYVERNO_DIR"]) if os.environ.get("KYVERNO_DIR") else None
+    if "kyverno" in setups and (kyverno_dir is None or not (kyverno_dir / "kyverno").exists()):
+        print('no Kyverno: skipping it (export "$(hack/kyverno.sh | tail -1)" to build it)', flush=True)
+        setups.remove("kyverno")
     started = time.monotonic()
-    with ControlPlane() as cp, tempfile.TemporaryDirectory(prefix="bench-apiserver-") as tmp:
-        bench = Bench(cp, args, Path(tmp))
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-apiserver-") as tmp,
+        _bench(Path(tmp), kyverno_dir) as bench,
+    ):
+        bench.start(setups)
+        order = setups.copy()
+        random.Random(args.seed).shuffle(order)
+        plan = [(s, r + 1) for r in range(args.rounds) for s in (order if r % 2 == 0 else order[::-1])]
+        print(
+            f"kube-apiserver {bench.cp.version.get('gitVersion')}; order {' '.join(s for s, _ in plan)}",
+            flush=True,
+        )
+        for setup, rnd in plan:
+            bench.activate(setup)
+            try:
+                for series in SERIES:
+                    for conns in connections:
+                        run = bench.measure(setup, series, conns, rnd, args.seconds)
+                        bench.runs.append(run)
+                        print(
+                            f"  {setup:8s} r{rnd} {series:5s} c{conns}: {run.load.p50_ms:.2f} ms p50, "
+                            f"{run.load.requests / run.load.seconds:.0f}/s, {run.outcome}",
+                            flush=True,
+                        )
+            finally:
+                bench.deactivate(setup)
+        result = report(bench.runs, setups, connections)
+    meta = {
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "order": [s for s, _ in plan],
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "elapsed_s": round(time.monotonic() - started),
+    }
+    print(json.dumps(meta))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": result, "meta": meta}, indent=2))
+    return 0
+
+
+@contextlib.contextmanager
+def _bench(work: Path, kyverno_dir: Path | None) -> Iterator[Bench]:
+    """A control plane that also accepts a bearer token (wrk cannot present a client certificate)."""
+    token = os.urandom(16).hex()
+    tokens = work / "tokens.csv"
+    tokens.write_text(f'{token},bench-admin,bench-admin,"system:masters"\n')
+    with ControlPlane(extra_apiserver_args=[f"--token-auth-file={tokens}"]) as cp:
+        bench = Bench(cp, work, token, kyverno_dir)
         try:
-            bench.setup_cluster()
-            bench.start_webhook()
-            configs = [c for c in CONFIG_NAMES if c in args.configs]
-            if "n" in configs and not bench.start_null_webhook():
-                configs.remove("n")
-            first = list(configs)
-            random.Random(args.seed).shuffle(first)
-            order = [(c, r + 1) for r in range(args.rounds) for c in (first if r % 2 == 0 else first[::-1])]
-            args.order_used = "".join(c for c, _ in order)
-            print(
-                f"kube-apiserver {cp.version.get('gitVersion')} on {cp.url}; order {args.order_used}",
-                flush=True,
-            )
-            for config, rnd in order:
-                bench.run_configuration(config, rnd)
-            bench.probe_servers()
-            if args.pprof:
-                bench.profile_apiserver(Path(args.pprof), args.pprof_seconds, configs)
-            result = report(bench, args, configs, started)
+            yield bench
         finally:
             bench.stop()
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
-    return 0
 
 
 if __name__ == "__main__":

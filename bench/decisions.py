@@ -1,6 +1,6 @@
 """Decisions per second of the pure core (no HTTP, no JSON decoding), over AKS-like node inventories.
 
-Times `decide` (mutate, apply the patch, validate: what the apiserver makes us do per pod) and `judge` on
+Times `decide` (mutate, apply the patch, validate: what the apiserver makes us do per pod) and `answer` on
 /validate alone, for a steered, a denied and a clean pod, and shows the cost does not grow with the
 number of nodes per pool. Run: `.venv/bin/python bench/decisions.py [--quick] [--json]`.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webhook.core.admission import Endpoint, Outcome, Request, decide, judge
+from webhook.core.admission import Endpoint, Outcome, Request, answer, decide
 from webhook.core.config import Config
 from webhook.core.mutation import apply_patch
 from webhook.core.placement import Inventory, Node
@@ -164,7 +164,10 @@ def agent_pod(*, host_path: bool = True) -> dict[str, Any]:
         ]}},
     ]  # fmt: skip
     if host_path:
+        # /var/log read, and /usr/local/bin written (the init container installs a CLI onto the node):
+        # the write is what breaks on an immutable OS.
         volumes.append({"name": "varlog", "hostPath": {"path": "/var/log", "type": ""}})
+        volumes.append({"name": "host-bin", "hostPath": {"path": "/usr/local/bin", "type": "Directory"}})
     else:
         volumes.append({"name": "varlog", "emptyDir": {}})
     resources = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
@@ -236,7 +239,8 @@ def agent_pod(*, host_path: bool = True) -> dict[str, Any]:
                     "image": "cr.fluentbit.io/fluent/fluent-bit:3.2.4",
                     "command": ["/fluent-bit/bin/fluent-bit", "--dry-run", "-c", "/fluent-bit/etc/fb.yaml"],
                     "resources": resources,
-                    "volumeMounts": mounts[:1],
+                    "volumeMounts": mounts[:1]
+                    + ([{"name": "host-bin", "mountPath": "/host/usr/local/bin"}] if host_path else []),
                 }
             ],
             "containers": [
@@ -341,15 +345,15 @@ def cases(nodes: list[Node], specs: list[PoolSpec]) -> list[Case]:
     immutable = next(p for p in specs if p.immutable)
     general_node = nodes[0].name  # pool 0 is the system pool, general
     return [
-        Case("steered", request_for(agent_pod()), (True, Outcome.GENERAL),
+        Case("steered", request_for(agent_pod()), (True, Outcome.WORKS),
              "hostPath agent pod that could land on both classes"),
         Case("denied", request_for(pinned_pod(immutable)), (False, Outcome.DENIED),
              f"hostPath agent pod with nodeSelector agentpool={immutable.name} ({immutable.os_sku})"),
         Case("clean", request_for(agent_pod(host_path=False)), (False, Outcome.CLEAN),
              "the agent pod without hostPath"),
-        Case("ds-pod", request_for(daemonset_pod(general_node)), (False, Outcome.GENERAL),
+        Case("ds-pod", request_for(daemonset_pod(general_node)), (False, Outcome.WORKS),
              "extra: as the DaemonSet controller creates it, matchFields metadata.name In [a general node]"),
-        Case("avoid", request_for(avoiding_pod(general_node)), (True, Outcome.GENERAL),
+        Case("avoid", request_for(avoiding_pod(general_node)), (True, Outcome.WORKS),
              "extra: steered pod with kubernetes.io/hostname NotIn [one node] (per-node label)"),
         Case("no-node", request_for(nowhere_pod()), (False, Outcome.NOWHERE),
              "extra, worst case: kubernetes.io/hostname DoesNotExist, which no node meets"),
@@ -474,9 +478,9 @@ def measure_group(
             if decision.mutated.patch and case.request.object is not None:
                 received = replace(received, object=apply_patch(case.request.object, decision.mutated.patch))
             decide_calls.append(partial(decide, case.request, **context))
-            validate_calls.append(partial(judge, received, endpoint=Endpoint.VALIDATE, **context))
+            validate_calls.append(partial(answer, received, endpoint=Endpoint.VALIDATE, **context))
             # /validate on the unpatched pod (mutating webhook bypassed or failed open): steers again, denies.
-            unpatched_calls.append(partial(judge, case.request, endpoint=Endpoint.VALIDATE, **context))
+            unpatched_calls.append(partial(answer, case.request, endpoint=Endpoint.VALIDATE, **context))
             world.row["cases"][name] = {
                 "what": case.what,
                 "outcome": f"{decision.mutated.outcome.value}/{decision.validated.outcome.value}",
@@ -529,10 +533,10 @@ def print_table(rows: list[dict[str, Any]], ratios: list[dict[str, Any]], pod_by
         f"pod JSON size: {pod_bytes} bytes; Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average {load}"
     )
+    print("decide = mutate + apply patch + validate (the full path); validate = answer(endpoint=VALIDATE)")
     print(
-        "decide = mutate + apply patch + validate (the full path); validate = judge(endpoint=VALIDATE) alone,"
+        "alone, on the object /validate receives (the patched one when steered). inv.pools = pools x zones."
     )
-    print("on the object /validate receives (the patched one when steered). inv.pools = pools x zones.")
     print("µs = mean per decision in the fastest of the rounds (min is robust to other processes' load).")
     for name, c in rows[0]["cases"].items():
         print(f"  {name:<8} {c['what']}")

@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 
-from webhook.core.config import Config, DaemonSetPolicy, HostPathRule, Mode, Severity, SteeringStrategy
+from webhook.core.config import (
+    MAX_MEMO_KEY_BYTES,
+    MEMO_ENTRIES,
+    Config,
+    DaemonSetPolicy,
+    HostPathRule,
+    Memo,
+    Mode,
+    Severity,
+    SteeringStrategy,
+)
 from webhook.core.contracts import Access, CodeIntegrity, Effect
 from webhook.errors import ConfigError
 
@@ -124,3 +134,15 @@ def test_daemon_set_policy_and_selector_profiles() -> None:
     contract, name = config.contract_of("flatcar")
     assert name == "Flatcar Container Linux" and contract.tree_of("/usr").access is Access.READ_ONLY
     assert config.contract_of("unknown")[1] == "an immutable OS"
+
+
+def test_a_memo_stays_bounded_and_keeps_no_oversized_key() -> None:
+    memo = Memo()
+    calls: list[int] = []
+    for n in range(MEMO_ENTRIES * 3):
+        assert memo.get(n, lambda n=n: calls.append(n) or n * 2) == n * 2  # type: ignore[func-returns-value]
+    assert len(calls) == MEMO_ENTRIES * 3 and len(memo._answers) <= MEMO_ENTRIES
+    assert memo.get(1, lambda: -1) in (2, -1)  # remembered, or forgotten when the memo started over
+    big = "x" * (MAX_MEMO_KEY_BYTES + 1)
+    assert memo.get(big, lambda: 1, len(big)) == 1
+    assert memo.get(big, lambda: 2, len(big)) == 2, "an oversized key is computed every time, never kept"

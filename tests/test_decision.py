@@ -503,3 +503,32 @@ def test_unquoted_off_in_yaml_is_read_as_off() -> None:
     assert config.mode is Mode.OFF
     profile = config.profile("azure-linux-osguard")
     assert profile is not None and profile.contract.code_integrity.value == "off"
+
+
+# --- answers remembered across reviews ----------------------------------------------------------------
+
+
+def with_read_only(value: Any) -> dict[str, Any]:
+    pod = tweak(WRITES_USR)
+    pod["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] = value
+    return pod
+
+
+def test_remembered_answers_follow_every_field_they_read() -> None:
+    """Findings and placements are remembered across reviews by the pod spec fields they read. Values
+    that JSON writes alike (1e400 read as infinity, and null; 1 and true) must not share an answer: the
+    first judged must not decide for the second, in either order."""
+    config, inventory = Config(), mixed_inventory()
+    for first, second in ((float("inf"), None), (None, float("inf")), (1, True), (True, 1), (0, False)):
+        expected = validate(with_read_only(second), Config(), inventory=mixed_inventory()).outcome
+        validate(with_read_only(first), config, inventory=inventory)
+        assert validate(with_read_only(second), config, inventory=inventory).outcome is expected
+    assert validate(with_read_only(None), config, inventory=inventory).outcome is Outcome.DENIED
+    assert validate(with_read_only(float("inf")), config, inventory=inventory).outcome is Outcome.WORKS
+
+
+def test_a_pod_placed_again_with_other_constraints_is_placed_anew() -> None:
+    config, inventory = Config(), mixed_inventory()
+    assert validate(tweak(WRITES_USR), config, inventory=inventory).outcome is Outcome.DENIED
+    assert validate(tweak(WRITES_USR, ON_UBUNTU), config, inventory=inventory).outcome is Outcome.WORKS
+    assert validate(tweak(WRITES_USR, ON_FLATCAR), config, inventory=inventory).outcome is Outcome.DENIED

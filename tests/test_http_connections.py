@@ -39,11 +39,6 @@ REVIEW = json.dumps(review_for(tweak(host_path("/var/log")), uid="conn-0001")).e
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.create(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def quick_server(pki: Pki) -> Iterator[Served]:
     with serving(service_for(), pki, limits=QUICK) as served:
         yield served

@@ -13,7 +13,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -31,29 +31,11 @@ from tests.serving import (
     running,
     sample,
     service_for,
-    serving,
 )
 from webhook.adapters.http import edge
 
 MiB = 1024 * 1024
 CONTROLLER_RUNTIME_CAP = 7 * MiB
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.create(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def default_server(pki: Pki) -> Iterator[Served]:
-    with serving(service_for(), pki) as served:
-        yield served
-
-
-@pytest.fixture
-async def app(default_server: Served) -> AsyncIterator[Running]:
-    async with default_server.client(timeout=30) as client:
-        yield Running(default_server, client)
 
 
 def as_the_apiserver_writes_it(review: dict[str, Any]) -> bytes:

@@ -28,11 +28,6 @@ REQUESTS_BEFORE_SIGTERM = 20
 MAX_REQUESTS_PER_CONNECTION = 500
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.create(tmp_path_factory.mktemp("pki"))
-
-
 @pytest.fixture
 def serve_process(request: pytest.FixtureRequest, pki: Pki) -> Iterator[Process]:
     """A serve process with the flags of the test's `flags` mark; its readiness client closed, so the

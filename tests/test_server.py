@@ -35,7 +35,6 @@ from tests.serving import (
     NotReady,
     Process,
     Running,
-    Served,
     assert_admission_review,
     decoded_patch,
     post,
@@ -53,24 +52,6 @@ STREAM_WORKERS = 4
 
 
 # --- PKI and the shared in-process server --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.create(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def default_server(pki: Pki) -> Iterator[Served]:
-    """The default service (enforce, the embedded example inventory, a static source), shared."""
-    with serving(service_for(), pki) as served:
-        yield served
-
-
-@pytest.fixture
-async def app(default_server: Served) -> AsyncIterator[Running]:
-    async with default_server.client() as client:
-        yield Running(default_server, client)
 
 
 def dry_run(review: dict[str, Any]) -> dict[str, Any]:

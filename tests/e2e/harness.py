@@ -149,6 +149,51 @@ def wait_for(
         time.sleep(interval)
 
 
+def crd(
+    group: str,
+    kind: str,
+    plural: str,
+    schema: Mapping[str, Any],
+    *,
+    scope: str = "Namespaced",
+    version: str = "v1",
+) -> dict[str, Any]:
+    """A CustomResourceDefinition body with one served, stored version."""
+    return {
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {"group": group, "scope": scope,
+                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                 "versions": [{"name": version, "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": schema}}]},
+    }  # fmt: skip
+
+
+@contextlib.contextmanager
+def installed_crds(
+    api_client: k8s.ApiClient, bodies: Sequence[Mapping[str, Any]], what: str
+) -> Iterator[None]:
+    """Create the CRDs, wait until the apiserver serves them (Established), delete them on exit."""
+    ext = k8s.ApiextensionsV1Api(api_client)
+    names = [body["metadata"]["name"] for body in bodies]
+    for body in bodies:
+        ext.create_custom_resource_definition(body)
+
+    def established() -> bool:
+        for name in names:
+            conditions = ext.read_custom_resource_definition(name).status.conditions or []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+        return True
+
+    wait_for(established, timeout=30, message=f"{what} CRDs established")
+    try:
+        yield
+    finally:
+        for name in names:
+            with contextlib.suppress(k8s.ApiException):
+                ext.delete_custom_resource_definition(name)
+
+
 def tail(path: Path, lines: int = 40) -> str:
     """The last `lines` lines of a log file ("" if it does not exist)."""
     try:

@@ -35,7 +35,16 @@ from cryptography import x509
 from kubernetes import client as k8s
 
 from .conftest import _in_ci
-from .harness import LOOPBACK, REPO_ROOT, ControlPlane, iter_audit_annotations, unique_pool_name, wait_for
+from .harness import (
+    LOOPBACK,
+    REPO_ROOT,
+    ControlPlane,
+    crd,
+    installed_crds,
+    iter_audit_annotations,
+    unique_pool_name,
+    wait_for,
+)
 from .webhook_fixture import WebhookProcess
 
 CHART = REPO_ROOT / "charts" / "immutable-os-webhook"
@@ -260,7 +269,6 @@ def cert_manager_crds(api_client: k8s.ApiClient) -> Iterator[None]:
     """cert-manager's Issuer and Certificate CRDs, reduced to the fields the chart sets (types and enums
     transcribed from cert-manager's CRDs): enough for strict server-side validation of the chart's
     cert-manager objects. cert-manager itself (issuing, cainjector) does not run here."""
-    ext = k8s.ApiextensionsV1Api(api_client)
     string, boolean = {"type": "string"}, {"type": "boolean"}
     strings = {"type": "array", "items": string}
     issuer_ref = {"type": "object", "required": ["name"],
@@ -292,39 +300,17 @@ def cert_manager_crds(api_client: k8s.ApiClient) -> Iterator[None]:
                    "properties": {"secretName": string, "crlDistributionPoints": strings}},
         },
     }  # fmt: skip
-    names = []
-    for kind, plural, spec in (
-        ("Certificate", "certificates", certificate_spec),
-        ("Issuer", "issuers", issuer_spec),
-    ):
-        name = f"{plural}.cert-manager.io"
-        names.append(name)
-        schema = {"type": "object", "properties": {"spec": spec, "status": {"type": "object",
-                  "x-kubernetes-preserve-unknown-fields": True}}}  # fmt: skip
-        ext.create_custom_resource_definition({
-            "metadata": {"name": name},
-            "spec": {
-                "group": "cert-manager.io", "scope": "Namespaced",
-                "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-                "versions": [{"name": "v1", "served": True, "storage": True,
-                              "schema": {"openAPIV3Schema": schema}}],
-            },
-        })  # fmt: skip
 
-    def established() -> bool:
-        for name in names:
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
-            if not any(c.type == "Established" and c.status == "True" for c in conditions):
-                return False
-        return True
+    def schema(spec: dict[str, Any]) -> dict[str, Any]:
+        status = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        return {"type": "object", "properties": {"spec": spec, "status": status}}
 
-    wait_for(established, timeout=30, message="cert-manager CRDs established")
-    try:
+    bodies = [
+        crd("cert-manager.io", "Certificate", "certificates", schema(certificate_spec)),
+        crd("cert-manager.io", "Issuer", "issuers", schema(issuer_spec)),
+    ]
+    with installed_crds(api_client, bodies, "cert-manager"):
         yield
-    finally:
-        for name in names:
-            with contextlib.suppress(k8s.ApiException):
-                ext.delete_custom_resource_definition(name)
 
 
 # --------------------------------------------------------------------- 1. server-side dry-run, every mode

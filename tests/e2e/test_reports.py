@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client as k8s
 
 from tests.builders import host_path, set_field, tweak, wrap
-from tests.e2e.harness import REPO_ROOT, ControlPlane, unique_pool_name, wait_for
+from tests.e2e.harness import REPO_ROOT, ControlPlane, crd, installed_crds, unique_pool_name, wait_for
 
 CHART = REPO_ROOT / "charts" / "immutable-os-webhook"
 MODE = "immutable-os.io/mode"
@@ -79,34 +79,13 @@ def report_schema(group: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def report_crds(api_client: k8s.ApiClient) -> Iterator[None]:
     """Both report APIs, namespaced and cluster-scoped kinds, from the published schemas (see the module doc)."""
-    ext = k8s.ApiextensionsV1Api(api_client)
-    names = []
-    for group, version, kind, plural, cluster_kind in FORMATS.values():
-        for scope, k, p in (("Namespaced", kind, plural), ("Cluster", cluster_kind, f"cluster{plural}")):
-            name = f"{p}.{group}"
-            names.append(name)
-            ext.create_custom_resource_definition({
-                "metadata": {"name": name},
-                "spec": {"group": group, "scope": scope,
-                         "names": {"kind": k, "plural": p, "singular": k.lower(), "listKind": f"{k}List"},
-                         "versions": [{"name": version, "served": True, "storage": True,
-                                       "schema": {"openAPIV3Schema": report_schema(group)}}]},
-            })  # fmt: skip
-
-    def established() -> bool:
-        for name in names:
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
-            if not any(c.type == "Established" and c.status == "True" for c in conditions):
-                return False
-        return True
-
-    wait_for(established, timeout=30, message="report CRDs established")
-    try:
+    bodies = [
+        crd(group, k, p, report_schema(group), scope=scope, version=version)
+        for group, version, kind, plural, cluster_kind in FORMATS.values()
+        for scope, k, p in (("Namespaced", kind, plural), ("Cluster", cluster_kind, f"cluster{plural}"))
+    ]
+    with installed_crds(api_client, bodies, "report"):
         yield
-    finally:
-        for name in names:
-            with contextlib.suppress(k8s.ApiException):
-                ext.delete_custom_resource_definition(name)
 
 
 def helm_template(

@@ -11,12 +11,14 @@ steering plan is computed once, here, and proven by placing the steered spec aga
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import marshal
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property, partial
 from typing import Any
 
 from webhook.core import policy
-from webhook.core.config import NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
+from webhook.core.config import MAX_MEMO_KEY_BYTES, NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
 from webhook.core.contracts import Effect, worst
 from webhook.core.mutation import SteeringPlan, SteeringRefusal, steer_away_from
 from webhook.core.placement import (
@@ -33,7 +35,7 @@ from webhook.core.placement.exclusion import exclude_pools, general_selector
 from webhook.core.policy import Consequence, Finding
 from webhook.core.profiles import PROFILE_LABEL
 from webhook.core.review import Request
-from webhook.core.workloads import POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
+from webhook.core.workloads import CONTAINER_FIELDS, POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
 
 EVIDENCE_ONLY_NOTE = "no current node inventory: placement judged by node label evidence alone"
 # Pod fields that decide where a pod lands; a pod UPDATE that changes none of them is not judged again.
@@ -185,9 +187,45 @@ def _daemon_set(request: Request) -> str:
     return ""
 
 
-def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Placement:
-    constraints = Constraints.of(pod)
-    return place(constraints, inventory) if inventory is not None else place_by_evidence(constraints, config)
+# The pod spec fields the checks read (policy/), and those placement reads (Constraints.of): nothing
+# else of the pod goes into their answers, so these fields, with where the spec sits, key them.
+CHECKED_FIELDS = ("volumes", *CONTAINER_FIELDS, "hostPID", "hostIPC", "hostNetwork")
+PLACEMENT_SPEC_FIELDS = ("nodeName", "nodeSelector", "affinity", "tolerations")
+
+
+def _content_key(pod: PodSpecView, fields: tuple[str, ...]) -> bytes | None:
+    """`fields` of the pod spec, written out exactly: a memo key for an answer that reads nothing else of
+    the pod. marshal, not JSON, because it keeps apart what JSON would merge (1e400 read as infinity and
+    null, 1 and 1.0 and true, a list and a tuple): equal keys are equal fields. None for a value marshal
+    cannot write (decoded JSON holds none), or past MAX_MEMO_KEY_BYTES."""
+    try:
+        key = marshal.dumps((pod.template_path, *(pod.spec.get(f) for f in fields)))
+    except ValueError:
+        return None
+    return key if len(key) <= MAX_MEMO_KEY_BYTES else None  # a giant pod is judged afresh, not kept
+
+
+def _evaluate(pod: PodSpecView, config: Config) -> tuple[Finding, ...]:
+    """policy.evaluate, remembered per config for the pods of one workload (they hold the same fields)."""
+    key = _content_key(pod, CHECKED_FIELDS)
+    if key is None:
+        return policy.evaluate(pod, config)
+    return config.memoized(("findings", key), partial(policy.evaluate, pod, config))
+
+
+def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> tuple[Placement, Hashable]:
+    """Where it can land, and a key naming the question (None without an inventory)."""
+    if inventory is None:
+        return place_by_evidence(Constraints.of(pod), config), None
+    # The pods of one workload ask the same of the same inventory: placed once.
+    key = _content_key(pod, PLACEMENT_SPEC_FIELDS)
+    if key is None:
+        return place(Constraints.of(pod), inventory), None
+    return inventory.memo.get(("place", key), partial(_place_now, pod, inventory)), key
+
+
+def _place_now(pod: PodSpecView, inventory: Inventory) -> Placement:
+    return place(Constraints.of(pod), inventory)
 
 
 class _Effects:
@@ -197,17 +235,62 @@ class _Effects:
         self.findings = findings
         self.config = config
         self._cache: dict[str, tuple[Effect, tuple[str, ...]]] = {}
+        self._signature: tuple[Any, ...] | None = None
 
     def of(self, pool: Pool) -> tuple[Effect, tuple[str, ...]]:
         if pool.node_class is NodeClass.GENERAL:
             return Effect.WORKS, ()
         name = pool.classification.profile_name
         if name not in self._cache:
-            contract, os_name = self.config.contract_of(name)
-            judged = [(f, policy.consequence(f, contract, os_name, self.config)) for f in self.findings]
-            effect = worst(c.effect for _, c in judged)
-            self._cache[name] = (effect, tuple(_reason(f, c) for f, c in judged if c.effect is effect))
+            # Remembered across reviews under all that the answer reads of the findings: the pods of
+            # one workload find the same host access, review after review.
+            key = ("effects", name, self.signature)
+            self._cache[name] = self.config.memoized(key, partial(self._judge, name), self.size)
         return self._cache[name]
+
+    @cached_property
+    def size(self) -> int:
+        """The length of the text in `signature`, for the memo's bound."""
+        return sum(len(f.field) + len(f.detail) + sum(len(p.path) for p in f.paths) for f in self.findings)
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        """All that an effect reads of the findings."""
+        if self._signature is None:
+            self._signature = tuple(
+                (f.check, f.field, f.detail, f.paths, f.runs_package_manager) for f in self.findings
+            )
+        return self._signature
+
+    def _judge(self, name: str) -> tuple[Effect, tuple[str, ...]]:
+        judged = [(f, self._consequence(f, name)) for f in self.findings]
+        effect = worst(c.effect for _, c in judged)
+        return effect, tuple(_reason(f, c) for f, c in judged if c.effect is effect)
+
+    def _consequence(self, finding: Finding, profile_name: str) -> Consequence:
+        # What a consequence depends on (policy.consequence): the check, the paths and what runs, the
+        # OS's contract, the config. Remembered across reviews: pods of one workload ask the same.
+        config = self.config
+
+        def compute() -> Consequence:
+            contract, os_name = config.contract_of(profile_name)
+            return policy.consequence(finding, contract, os_name, config)
+
+        key = ("consequence", profile_name, finding.check, finding.paths, finding.runs_package_manager)
+        return config.memoized(key, compute, sum(len(p.path) for p in finding.paths))
+
+
+def _pool_effects(
+    placement: Placement, effects: _Effects, inventory: Inventory | None
+) -> tuple[PoolEffect, ...]:
+    """Each node pool it can land on (once, though it spans zones) and the findings' effect there."""
+    named: dict[tuple[str, Any], PoolEffect] = {}
+    for group in placement.pools:
+        if group.key not in named:
+            effect, reasons = effects.of(group)
+            nodes = inventory.nodes_per_pool.get(group.name) if inventory is not None else None
+            named[group.key] = PoolEffect(group, effect, reasons, nodes)
+    return tuple(named.values())
 
 
 def _reason(finding: Finding, consequence: Consequence) -> str:
@@ -235,7 +318,7 @@ def assess(
     mode, mode_note = resolve_mode(config, namespace_labels)
     if mode is Mode.OFF:
         return Assessment(request, Status.OFF, pod, mode=mode)
-    findings = policy.evaluate(pod, config)
+    findings = _evaluate(pod, config)
     if request.sub_resource == "ephemeralcontainers" and request.old_object is not None:
         # Judge what the debug container adds, not the host access the running pod already had.
         before = set(policy.evaluate(pod_spec_view(request.old_object, request.kind), config))
@@ -243,15 +326,13 @@ def assess(
     if not findings:
         return Assessment(request, Status.CLEAN, pod, mode=mode)
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
-    placement = _place(pod, inventory, config)
+    placement, where = _place(pod, inventory, config)
     effects = _Effects(findings, config)
-    named: dict[tuple[str, Any], PoolEffect] = {}
-    for group in placement.pools:
-        if group.key not in named:
-            effect, reasons = effects.of(group)
-            nodes = inventory.nodes_per_pool.get(group.name) if inventory is not None else None
-            named[group.key] = PoolEffect(group, effect, reasons, nodes)
-    pools = tuple(named.values())
+    if inventory is None or where is None:
+        pools = _pool_effects(placement, effects, inventory)
+    else:
+        key = ("pool-effects", config.memo, where, effects.signature)
+        pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory), effects.size)
     assessment = Assessment(
         request,
         Status.JUDGED,
@@ -267,7 +348,9 @@ def assess(
     )
     if not any(p.effect is Effect.BREAKS for p in pools):
         return assessment
-    suggestion = general_selector(inventory) if inventory is not None else None
+    suggestion = None
+    if inventory is not None:
+        suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
     plan = None
     if not assessment.only_breaking:
         plan = _plan(request, pod, config, inventory, placement, effects)
@@ -299,7 +382,11 @@ def _plan(
         for i, group in enumerate(inventory.pools):
             if effects.of(group)[0] is Effect.BREAKS:
                 breaking_all |= 1 << i
-        requirements, left = exclude_pools(inventory, breaking_all, placement.mask & breaking_all, config)
+        targets = placement.mask & breaking_all
+        requirements, left = inventory.memo.get(
+            ("exclude_pools", config.memo, breaking_all, targets),
+            partial(exclude_pools, inventory, breaking_all, targets, config),
+        )
         remaining = tuple(g for i, g in enumerate(inventory.pools) if left >> i & 1)
     if remaining and config.steering.strategy is SteeringStrategy.AFFINITY:
         return _unlabelled(remaining)
@@ -307,7 +394,7 @@ def _plan(
     plan = steer_away_from(request.object, pod, requirements, steered_from, config)
     if isinstance(plan, SteeringRefusal):
         return plan
-    after = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
+    after, _ = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
     if after.nowhere:
         return SteeringRefusal("steering would leave no node it can land on")
     still = [g for g in after.pools if effects.of(g)[0] is Effect.BREAKS]

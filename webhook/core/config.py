@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -23,6 +23,11 @@ from webhook.core.profiles import (
 from webhook.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
+T = TypeVar("T")
+# Entries a memo (`Memo`) holds before it starts over. With content keys of at most MAX_MEMO_KEY_BYTES,
+# a memo holds at most 16 MiB of keys, whatever the reviews.
+MEMO_ENTRIES = 1024
+MAX_MEMO_KEY_BYTES = 16 * 1024
 
 NAMESPACE_MODE_LABEL = f"{PREFIX}/mode"
 STEERED_ANNOTATION = f"{PREFIX}/steered"
@@ -99,6 +104,9 @@ class CheckSettings:
     severity: Severity = Severity.ERROR
 
 
+_CHECK_OFF = CheckSettings(enabled=False)
+
+
 @dataclass(frozen=True)
 class HostPathRule:
     """A hostPath is allowed when `path_prefix` matches it by whole segments (and mounts are read-only
@@ -152,6 +160,31 @@ class NodeLabelSelector:
 DEFAULT_SELECTORS = (NodeLabelSelector(PROFILE_LABEL, (SelectorRequirement(PROFILE_LABEL, "Exists"),)),)
 
 
+class Memo:
+    """Answers computed once and remembered, for a value that does not change (a config, an inventory).
+
+    A key must name everything the answer depends on besides that value. Bounded: past MEMO_ENTRIES it
+    starts over, so keys a pod chooses (its host paths, say) cannot grow it without end. Computing twice
+    is harmless, so it takes no lock."""
+
+    def __init__(self) -> None:
+        self._answers: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
+        """`compute()`, remembered under `key`; `size`, the length of the text the key holds, keeps a
+        key past MAX_MEMO_KEY_BYTES out (its answer is computed, not kept)."""
+        if size > MAX_MEMO_KEY_BYTES:
+            return compute()
+        answers = self._answers
+        if key in answers:
+            value: T = answers[key]
+            return value
+        if len(answers) >= MEMO_ENTRIES:
+            answers.clear()
+        value = answers[key] = compute()
+        return value
+
+
 @dataclass(frozen=True)
 class Steering:
     enabled: bool = True
@@ -185,13 +218,19 @@ class Config:
     allow_on_internal_error: bool = True
     # Past this age the live inventory is not trusted; decisions fall back to label evidence alone.
     max_inventory_staleness_seconds: float = 600.0
+    # Answers that depend on this config and on no pod (see `Memo`); a new config starts empty. The memo
+    # also stands for this config in the keys of other memos (it is hashed by identity).
+    memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
+
+    def memoized(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
+        return self.memo.get(key, compute, size)
 
     @property
     def enabled_profiles(self) -> tuple[Profile, ...]:
         return tuple(p for p in self.profiles if p.enabled)
 
     def check_settings(self, check_id: str) -> CheckSettings:
-        return self.checks.get(check_id, CheckSettings(enabled=False))
+        return self.checks.get(check_id, _CHECK_OFF)
 
     def profile(self, name: str) -> Profile | None:
         """The enabled profile called `name` (the marker label's value names one), if any."""

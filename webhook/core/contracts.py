@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 class Effect(enum.Enum):
@@ -81,6 +82,16 @@ SOFTWARE_TREES = ("/opt",)
 
 def normalise(path: str) -> str:
     """A host path as the kubelet resolves it: segments cleaned, merged-/usr aliases followed."""
+    # Pods of one workload mount the same paths, review after review; a path past PATH_MAX is not kept.
+    return _normalise_kept(path) if len(path) <= 4096 else _normalise(path)
+
+
+@lru_cache(maxsize=1024)
+def _normalise_kept(path: str) -> str:
+    return _normalise(path)
+
+
+def _normalise(path: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     clean = "/" + "/".join(parts)
     for alias, target in MERGED_USR.items():

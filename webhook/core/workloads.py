@@ -6,9 +6,10 @@ A Deployment's pods are judged through `spec.template`; a CronJob's through
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from webhook.errors import ManifestError, UnsupportedKindError
 
@@ -29,13 +30,20 @@ SUPPORTED_KINDS = tuple(POD_TEMPLATE_PATHS)
 CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
 
 
-@dataclass(frozen=True)
-class Container:
-    """One container of any of the three lists, with the field path that names it in messages."""
+class Container(NamedTuple):
+    """One container of any of the three lists, with the field path that names it in messages. (A named
+    tuple: a pod's containers are read for every review, and a tuple is the cheapest value to make.)"""
 
-    field: str  # e.g. "spec.initContainers[0]"
+    spec_field: str  # where the pod spec is, e.g. "spec" or "spec.template.spec"
+    list_name: str  # containers, initContainers or ephemeralContainers
+    position: int  # in its list
     name: str
     raw: Mapping[str, Any]
+
+    @property
+    def field(self) -> str:
+        """e.g. "spec.initContainers[0]" (spelled out only for a message)."""
+        return f"{self.spec_field}.{self.list_name}[{self.position}]"
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class PodSpecView:
     spec: Mapping[str, Any]
     metadata: Mapping[str, Any]
 
-    @property
+    @cached_property
     def spec_field(self) -> str:
         """Dotted field path of the pod spec for messages, e.g. `spec.template.spec`."""
         return ".".join((*self.template_path, "spec"))
@@ -89,11 +97,16 @@ class PodSpecView:
         result: Mapping[str, Any] = node
         return result
 
-    def objects(self, name: str, within: Mapping[str, Any] | None = None, where: str = "") -> list[Any]:
-        """A list of objects (volumes, tolerations, ...) with its shape checked."""
+    def objects(
+        self, name: str, within: Mapping[str, Any] | None = None, where: str | Callable[[], str] = ""
+    ) -> list[Any]:
+        """A list of objects (volumes, tolerations, ...) with its shape checked; `where` (or a function
+        that spells it, called only for an error) names it in messages."""
         source = self.spec if within is None else within
-        where = where or self.field(name)
         value = source.get(name) or []
+        if type(value) is list and all(type(item) is dict for item in value):
+            return list(value)  # what decoded JSON holds: no per-item ABC checks, no field path
+        where = (where() if callable(where) else where) or self.field(name)
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise ManifestError(f"expected a list, got {type(value).__name__}", field=where)
         for i, item in enumerate(value):
@@ -102,9 +115,17 @@ class PodSpecView:
         return list(value)
 
     def containers(self) -> Iterator[Container]:
-        for list_name in CONTAINER_FIELDS:
-            for i, raw in enumerate(self.objects(list_name)):
-                yield Container(self.field(f"{list_name}[{i}]"), str(raw.get("name", f"#{i}")), raw)
+        return iter(self._containers)
+
+    @cached_property
+    def _containers(self) -> tuple[Container, ...]:
+        # Read once per view: every check walks them (a malformed list raises on the first walk).
+        spec_field = self.spec_field
+        return tuple(
+            Container(spec_field, list_name, i, str(raw.get("name", f"#{i}")), raw)
+            for list_name in CONTAINER_FIELDS
+            for i, raw in enumerate(self.objects(list_name))
+        )
 
 
 def pod_spec_view(obj: Mapping[str, Any], kind: str | None = None) -> PodSpecView:

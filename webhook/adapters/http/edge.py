@@ -7,11 +7,13 @@ review is; what a review may contain is the core's business.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
@@ -61,6 +63,12 @@ class AsciiJSONResponse(JSONResponse):
     legal JSON and decodes to one), which a UTF-8 encoder refuses: echoing it must not become a 500."""
 
     def render(self, content: Any) -> bytes:
+        # orjson writes the same bytes as json.dumps for ASCII text (answers carry strings, booleans and
+        # integers); anything else (non-ASCII, a lone surrogate) takes the stdlib's escaping path.
+        with contextlib.suppress(orjson.JSONEncodeError):
+            fast = orjson.dumps(content)
+            if fast.isascii():
+                return fast
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
@@ -155,6 +163,12 @@ class BodyReader:
         if values > self.limits.max_json_values:
             raise Refusal(413, "too-large", f"JSON with {values} values, over {self.limits.max_json_values}",
                           "<body>", "no AdmissionReview holds this many")  # fmt: skip
+        # orjson reads what Go's encoding/json writes, 3-4 times faster. What it refuses (a lone
+        # surrogate, NaN, nesting past 1,024, not UTF-8) goes to json.loads, which accepts or refuses it
+        # with the messages below as before. One difference: an integer past 64 bits (which the
+        # apiserver never sends: it decoded the object into typed fields first) reads as a float.
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(raw)
         try:
             return json.loads(raw, parse_constant=_refuse_constant)
         except RecursionError:

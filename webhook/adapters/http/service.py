@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 
@@ -25,6 +28,8 @@ from webhook.core.api import AdmissionReview
 from webhook.core.config import Config
 from webhook.core.review import errored, read_review
 from webhook.errors import ReviewError, WebhookError
+
+MetricT = TypeVar("MetricT", PromCounter, Histogram)
 
 review_log = logging.getLogger("webhook.review")
 edge_log = logging.getLogger("webhook.edge")
@@ -64,6 +69,7 @@ class AdmissionService:
         self.metrics = Metrics(state, source)
         self.bodies = edge.BodyReader(limits)
         self.metrics.pending_body_bytes.set_function(lambda: float(self.bodies.pending))
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
 
     def _decide(self, endpoint: Endpoint, body: Any) -> Judged:
         """Every call into the core: read the review, judge it, write the response. A bad review raises
@@ -132,10 +138,10 @@ class AdmissionService:
 
     def _record(self, endpoint: Endpoint, judged: Judged, verdict: Verdict, elapsed: float) -> None:
         mode = verdict.mode.value if verdict.mode else "-"
-        self.metrics.reviews.labels(endpoint.value, verdict.outcome.value, mode).inc()
-        self.metrics.latency.labels(endpoint.value).observe(elapsed)
-        for finding in verdict.findings:
-            self.metrics.findings.labels(endpoint.value, finding.check).inc()
+        self._child(self.metrics.reviews, endpoint.value, verdict.outcome.value, mode).inc()
+        self._child(self.metrics.latency, endpoint.value).observe(elapsed)
+        for check, count in Counter(f.check for f in verdict.findings).items():
+            self._child(self.metrics.findings, endpoint.value, check).inc(count)
         # Reviews without host access (or not judged at all) are the bulk: logged at debug only.
         level = logging.INFO if verdict.findings or verdict.outcome is Outcome.EXEMPT else logging.DEBUG
         if review_log.isEnabledFor(level):
@@ -146,6 +152,14 @@ class AdmissionService:
                 "findings": findings, "steered": verdict.steered, "ms": round(elapsed * 1000, 3),
             }  # fmt: skip
             review_log.log(level, "review", extra={"fields": fields})
+
+    def _child(self, metric: MetricT, *labels: str) -> MetricT:
+        """`metric.labels(*labels)`, looked up once: the label values come from a few fixed sets."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return cast(MetricT, child)
 
 
 def _short(context: Mapping[str, Any]) -> dict[str, Any]:

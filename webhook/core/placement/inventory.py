@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from webhook.core.config import Config
+from webhook.core.config import Config, Memo
 from webhook.core.placement.selectors import Taint, requirement_matches
 from webhook.core.profiles import PROFILE_LABEL, Profile
 from webhook.errors import NodeListError
@@ -240,6 +240,8 @@ class Inventory:
     index: PoolIndex = PoolIndex(0, {}, {}, {}, 0)
     # Node pool name -> its nodes. A pool spans zones (so several scheduling groups): counted whole.
     nodes_per_pool: Mapping[str, int] = field(default_factory=dict)
+    # Answers that depend on this inventory and on no pod: placements by constraints, steering labels.
+    memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
 
     @property
     def node_count(self) -> int:

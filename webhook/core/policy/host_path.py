@@ -12,6 +12,7 @@ integrity flags them, degrade; the rest works. Paths are read with subPath and m
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from webhook.core.config import Config, HostPathRule
@@ -23,12 +24,21 @@ from webhook.errors import ManifestError
 CREATING_TYPES = frozenset({"DirectoryOrCreate", "FileOrCreate"})
 
 
-def _mounts_of(volume: str, containers: list[Container], pod: PodSpecView) -> list[tuple[Container, Any]]:
-    mounts = []
+def _mounts_field(container: Container) -> str:
+    return f"{container.field}.volumeMounts"
+
+
+def _mounts_by_volume(
+    containers: list[Container], pod: PodSpecView
+) -> dict[str, list[tuple[Container, Any]]]:
+    """Every container's volumeMounts, by the volume they name (read once, when a hostPath needs them)."""
+    mounts: dict[str, list[tuple[Container, Any]]] = {}
     for container in containers:
-        for mount in pod.objects("volumeMounts", container.raw, f"{container.field}.volumeMounts"):
-            if mount.get("name") == volume:
-                mounts.append((container, mount))
+        where = partial(_mounts_field, container)
+        for mount in pod.objects("volumeMounts", container.raw, where):
+            name = mount.get("name")
+            if isinstance(name, str):  # a volume's name is a string: nothing else can name one
+                mounts.setdefault(name, []).append((container, mount))
     return mounts
 
 
@@ -36,15 +46,29 @@ def _allowed(path: str, read_only: bool, rules: tuple[HostPathRule, ...]) -> boo
     return any(rule.covers(path) and (read_only or not rule.read_only) for rule in rules)
 
 
-def _host_paths(root: str, creates: bool, mounts: list[tuple[Container, Any]]) -> tuple[PathAccess, ...]:
+# How one container mounts a volume, as far as the finding goes: container name, writes (no readOnly),
+# mountPropagation Bidirectional, subPath ("" for none).
+Use = tuple[str, bool, bool, str]
+
+
+def _use(container: Container, mount: Any) -> Use:
+    sub = mount.get("subPath")
+    return (
+        container.name,
+        not mount.get("readOnly", False),
+        mount.get("mountPropagation") == "Bidirectional",
+        sub if isinstance(sub, str) else "",
+    )
+
+
+def _host_paths(root: str, creates: bool, uses: tuple[Use, ...]) -> tuple[PathAccess, ...]:
     """Each distinct host path the pod touches through this volume, and whether it writes there."""
     root = normalise(root)
-    writes: dict[str, bool] = {} if mounts else {root: False}
-    for _, mount in mounts:
-        sub = mount.get("subPath")
+    writes: dict[str, bool] = {} if uses else {root: False}
+    for _, writable, _, sub in uses:
         # subPathExpr expands per pod: judge the volume root, which holds every expansion.
-        path = normalise(f"{root}/{sub}") if isinstance(sub, str) and sub else root
-        writes[path] = writes.get(path, False) or not mount.get("readOnly", False)
+        path = normalise(f"{root}/{sub}") if sub else root
+        writes[path] = writes.get(path, False) or writable
     if creates:
         writes.setdefault(root, False)
     return tuple(PathAccess(p, w, creates=creates and p == root) for p, w in sorted(writes.items()))
@@ -53,48 +77,61 @@ def _host_paths(root: str, creates: bool, mounts: list[tuple[Container, Any]]) -
 def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
     findings: list[Finding] = []
     containers = list(pod.containers())
+    by_volume: dict[str, list[tuple[Container, Any]]] | None = None
     for i, volume in enumerate(pod.objects("volumes")):
         host_path = volume.get("hostPath")
         if host_path is None:
             continue
-        where = pod.field(f"volumes[{i}]", "hostPath")
         if not isinstance(host_path, Mapping) or not isinstance(host_path.get("path"), str):
+            where = pod.field(f"volumes[{i}]", "hostPath")
             raise ManifestError("hostPath needs a path", field=f"{where}.path", fix="give an absolute path")
-        path: str = host_path["path"]
         name = str(volume.get("name", f"#{i}"))
-        mounts = _mounts_of(name, containers, pod)
-        writable = sorted({c.name for c, m in mounts if not m.get("readOnly", False)})
-        bidirectional = sorted({c.name for c, m in mounts if m.get("mountPropagation") == "Bidirectional"})
-        if _allowed(path, not writable, config.allowed_host_paths):
-            continue
+        if by_volume is None:
+            by_volume = _mounts_by_volume(containers, pod)
+        uses = tuple(_use(c, m) for c, m in by_volume.get(name, ()))
         kind = host_path.get("type") or ""
-        creates = kind in CREATING_TYPES
-        notes = []
-        if writable:
-            notes.append(f"writable in {', '.join(writable)}")
-        elif mounts:
-            notes.append("read-only")
+        judge = partial(_judge_volume, pod, i, name, host_path["path"], kind, uses, config)
+        if isinstance(kind, str):
+            # The pods of one workload mount the same volumes the same way: judged once per config.
+            key = ("host-path", pod.template_path, i, name, host_path["path"], kind, uses)
+            size = len(name) + len(host_path["path"]) + sum(len(u[0]) + len(u[3]) for u in uses)
+            finding = config.memoized(key, judge, size)
         else:
-            notes.append("not mounted")
-        if creates:
-            notes.append(f"type {kind}")
-        subs = sorted(
-            {str(m["subPath"]) for _, m in mounts if isinstance(m.get("subPath"), str) and m["subPath"]}
-        )
-        if subs:
-            notes.append(f"subPath {', '.join(subs)}")
-        if bidirectional:
-            notes.append(f"mountPropagation Bidirectional in {', '.join(bidirectional)}")
-        findings.append(
-            Finding(
-                "host-path",
-                f"{where}.path",
-                "hostPath volume",
-                f'volume "{name}" mounts {path} ({"; ".join(notes)})',
-                paths=_host_paths(path, creates, mounts),
-            )
-        )
+            finding = judge()
+        if finding is not None:
+            findings.append(finding)
     return findings
+
+
+def _judge_volume(
+    pod: PodSpecView, i: int, name: str, path: str, kind: Any, uses: tuple[Use, ...], config: Config
+) -> Finding | None:
+    writable = sorted({c for c, writes, _, _ in uses if writes})
+    bidirectional = sorted({c for c, _, both_ways, _ in uses if both_ways})
+    if _allowed(path, not writable, config.allowed_host_paths):
+        return None
+    creates = kind in CREATING_TYPES
+    notes = []
+    if writable:
+        notes.append(f"writable in {', '.join(writable)}")
+    elif uses:
+        notes.append("read-only")
+    else:
+        notes.append("not mounted")
+    if creates:
+        notes.append(f"type {kind}")
+    subs = sorted({sub for _, _, _, sub in uses if sub})
+    if subs:
+        notes.append(f"subPath {', '.join(subs)}")
+    if bidirectional:
+        notes.append(f"mountPropagation Bidirectional in {', '.join(bidirectional)}")
+    return Finding(
+        "host-path",
+        f"{pod.field(f'volumes[{i}]', 'hostPath')}.path",
+        "hostPath volume",
+        f'volume "{name}" mounts {path} ({"; ".join(notes)})',
+        paths=_host_paths(path, creates, uses),
+    )
 
 
 def effect(finding: Finding, contract: HostContract, os_name: str) -> Consequence:

@@ -1,0 +1,3 @@
+module immutable-os-webhook.local/nullwebhook
+
+go 1.22
