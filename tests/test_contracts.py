@@ -127,3 +127,16 @@ def test_generic_contract_for_unknown_immutable_nodes() -> None:
     assert effect_of_path(PathAccess("/usr/bin", writes=True), GENERIC_CONTRACT, "x")[0] is Effect.BREAKS
     assert effect_of_path(PathAccess("/var/lib/x", writes=True), GENERIC_CONTRACT, "x")[0] is Effect.DEGRADES
     assert effect_of_path(PathAccess("/var/log", writes=True), GENERIC_CONTRACT, "x")[0] is Effect.WORKS
+
+
+@pytest.mark.parametrize("profile", ["azure-container-linux", "flatcar", "talos"])
+def test_a_path_deeper_than_any_tree_is_decided_by_its_deepest_listed_prefix(profile: str) -> None:
+    """The fuzzer's 100,000-segment host path: judged by the tree it lies in (the lookup probes only
+    prefixes as deep as the deepest listed tree), exactly as a short path in the same tree."""
+    deep = "/a" * 100_000
+    contract = PROFILES[profile].contract
+    assert contract.tree_of(normalise("/usr/local" + deep)) == contract.tree_of("/usr/local/a")
+    assert contract.tree_of(normalise("/var/lib/kubelet" + deep)).path == "/var/lib/kubelet"
+    assert effect(profile, "/usr/local/bin" + deep) is Effect.BREAKS
+    assert effect(profile, "/var/log" + deep) is effect(profile, "/var/log/a")
+    assert contract.tree_of("/") == contract.tree_of(normalise("//"))

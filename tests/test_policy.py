@@ -92,6 +92,20 @@ def test_host_path_mounted_by_ephemeral_container_counts_as_writable() -> None:
     assert "writable in debugger" in finding.detail
 
 
+def test_each_volume_gets_exactly_its_own_mounts_among_thousands() -> None:
+    """3,000 hostPath volumes, each mounted by a different one of 40 containers, some read-only: each
+    finding names the container that writes it and no other (the mounts are read once per pod, by
+    volume name, not once per volume: that was volumes x mounts)."""
+    volumes = [{"name": f"v{i}", "hostPath": {"path": f"/var/lib/agent/{i}"}} for i in range(3000)]
+    containers = [{"name": f"c{c}", "image": "agent:1", "volumeMounts": [
+        {"name": f"v{i}", "mountPath": f"/m/{i}", "readOnly": i % 3 == 0} for i in range(c, 3000, 40)]}
+        for c in range(40)]  # fmt: skip
+    pod = tweak(set_field("volumes", volumes), set_field("containers", containers))
+    details = sorted(f.detail for f in evaluate(pod_spec_view(pod), Config()))
+    modes = ["read-only" if i % 3 == 0 else f"writable in c{i % 40}" for i in range(3000)]
+    assert details == sorted(f'volume "v{i}" mounts /var/lib/agent/{i} ({m})' for i, m in enumerate(modes))
+
+
 ALLOWED_PATHS = [
     ("/var/log", False, "/var/log", False, True),
     ("/var/log", False, "/var/log/pods", False, True),

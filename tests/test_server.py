@@ -318,21 +318,65 @@ async def test_a_crash_in_judge_answers_per_on_internal_error(
     assert sample(metrics.text, "immutable_os_webhook_internal_errors_total", endpoint=endpoint) == 1
 
 
-@pytest.mark.parametrize(
-    "pod",
-    [
-        tweak(set_field("volumes", "not-a-list")),
-        tweak(host_path("/var/log"), set_field("hostPID", "yes")),
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": []},
-    ],
-    ids=["volumes-not-a-list", "hostPID-not-bool", "spec-not-object"],
-)
-async def test_a_malformed_pod_spec_is_answered_with_the_stance_and_names_the_field(
-    app: Running, pod: dict[str, Any]
+MALFORMED = [
+    # id, pod, the field the answer names
+    ("volumes-not-a-list", tweak(set_field("volumes", "not-a-list")), "spec.volumes"),
+    ("hostPID-not-bool", tweak(host_path("/var/log"), set_field("hostPID", "yes")), "spec.hostPID"),
+    ("spec-not-object", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": []}, "spec"),
+    ("container-a-string", tweak(set_field("containers", ["app"])), "spec.containers[0]"),
+    ("hostPath-without-path", tweak(set_field("volumes", [{"name": "h", "hostPath": {}}])), "spec.volumes[0].hostPath.path"),
+    ("huge-bad-value", tweak(host_path("/usr"), set_field("hostNetwork", {"a": "x" * 100_000})), "spec.hostNetwork"),
+    # Found by the fuzzer (tests/fuzzing.py): a hostPath type that is no string was an internal error.
+    ("hostPath-type-a-list", tweak(host_path("/var/log"), lambda s: s["volumes"][0]["hostPath"].update(type=["x"])), "spec.volumes[0].hostPath.type"),
+    ("hostPath-type-an-object", tweak(host_path("/var/log"), lambda s: s["volumes"][0]["hostPath"].update(type={})), "spec.volumes[0].hostPath.type"),
+    # "false" as a string would have read as read-only: a writable mount judged as a read.
+    ("readOnly-a-string", tweak(host_path("/usr/local/bin"), lambda s: s["containers"][0]["volumeMounts"][0].update(readOnly="false")), "spec.containers[0].volumeMounts[0].readOnly"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("endpoint", ["mutate", "validate"])
+@pytest.mark.parametrize(("pod", "field_name"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+async def test_a_pod_spec_that_cannot_be_read_is_refused_400_naming_the_field_never_waved_through(
+    app: Running, pod: dict[str, Any], field_name: str, endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    response = await post(app, "validate", review_for(pod))
-    assert response["allowed"] is True
-    assert response["warnings"][0].startswith(f"{WARNING_PREFIX}not judged: spec")
+    """As Pod Security Admission answers an object it cannot decode: denied, code 400 BadRequest, the
+    message naming the field (and short, whatever the value), not "allowed, not judged" and no error
+    record (it is the client's error, not ours)."""
+    response = await post(app, endpoint, review_for(pod))
+    assert response["allowed"] is False
+    status = response["status"]
+    assert status["code"] == 400 and status["reason"] == "BadRequest"
+    assert status["message"].startswith(
+        f"Pod default/{pod['metadata']['name']} cannot be judged: {field_name}: "
+    )
+    assert len(status["message"]) < 300
+    assert response["auditAnnotations"]["decision"] == "invalid"
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
+
+
+@pytest.mark.parametrize(("mode", "warned"), [("warn", True), ("audit", False)])
+async def test_in_warn_and_audit_a_pod_spec_that_cannot_be_read_is_admitted_and_said_or_recorded(
+    pki: Pki, mode: str, warned: bool
+) -> None:
+    review = review_for(tweak(set_field("volumes", "not-a-list")))
+    async with running(service_for(Config.from_dict({"mode": mode})), pki) as r:
+        mutated = await post(r, "mutate", review)
+        validated = await post(r, "validate", review)
+    assert mutated["allowed"] is True and "patch" not in mutated and "warnings" not in mutated
+    assert validated["allowed"] is True and validated["auditAnnotations"]["decision"] == "invalid"
+    assert validated["auditAnnotations"]["invalid"].startswith("spec.volumes: expected a list")
+    expected = [
+        f"{WARNING_PREFIX}cannot be judged, enforce mode would deny it: spec.volumes: expected a list, got str"
+    ]
+    assert validated.get("warnings") == (expected if warned else None)
+
+
+async def test_an_exempt_namespace_is_never_refused_for_the_shape_of_its_objects(pki: Pki) -> None:
+    review = review_for(tweak(set_field("volumes", "not-a-list")))
+    config = Config.from_dict({"exemptions": {"namespaces": ["default"]}})
+    async with running(service_for(config), pki) as r:
+        response = await post(r, "validate", review)
+    assert response["allowed"] is True and response["auditAnnotations"] == {"exempt": "namespace"}
 
 
 def without_metadata(pod: dict[str, Any], metadata: Any) -> dict[str, Any]:

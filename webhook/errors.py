@@ -18,6 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+SHOWN_VALUE_LENGTH = 80
+
+
+def shown(value: object) -> str:
+    """An offending value as a message quotes it: its repr, cut short (a review may carry megabytes)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE_LENGTH else text[: SHOWN_VALUE_LENGTH - 1] + "…"
+
 
 class WebhookError(Exception):
     """Base of every user-caused error; `field` names where, `fix` says what to do."""

@@ -12,12 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from webhook.core.api import AdmissionReview
-from webhook.core.assessment import Assessment, assess
+from webhook.core.assessment import Assessment, assess, unreadable
 from webhook.core.config import Config
 from webhook.core.decision import Outcome, Verdict, mutate, validate
 from webhook.core.mutation import apply_patch
 from webhook.core.placement import Inventory
-from webhook.core.review import Request, allowed, denied, finish, patched, with_audit, with_warnings
+from webhook.core.review import (
+    Request,
+    allowed,
+    bad_request,
+    denied,
+    finish,
+    patched,
+    with_audit,
+    with_warnings,
+)
+from webhook.errors import ManifestError
 
 __all__ = ["Decision", "Endpoint", "Outcome", "Request", "Verdict", "answer", "decide", "respond"]
 
@@ -35,15 +45,19 @@ def answer(
     inventory: Inventory | None,
     namespace_labels: Mapping[str, str],
 ) -> Verdict:
-    """One request at one endpoint. ManifestError (a malformed pod spec) propagates to the adapter."""
-    assessment = assess(request, config=config, inventory=inventory, namespace_labels=namespace_labels)
+    """One request at one endpoint. An object that cannot be read is judged `invalid` (decision.py)."""
+    try:
+        assessment = assess(request, config=config, inventory=inventory, namespace_labels=namespace_labels)
+    except ManifestError as err:
+        assessment = unreadable(request, err, config=config, namespace_labels=namespace_labels)
     return mutate(assessment, config) if endpoint is Endpoint.MUTATE else validate(assessment, config)
 
 
 def respond(uid: str, verdict: Verdict) -> AdmissionReview:
     """The wire answer: allowed or denied, with the verdict's patch, warnings and audit annotations."""
     if not verdict.allowed:
-        return finish(with_audit(denied(uid, verdict.message), verdict.audit))
+        refuse = bad_request if verdict.outcome is Outcome.INVALID else denied
+        return finish(with_audit(refuse(uid, verdict.message), verdict.audit))
     response = with_audit(with_warnings(allowed(uid), verdict.warnings), verdict.audit)
     return finish(patched(response, verdict.patch))
 

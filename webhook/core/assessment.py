@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import enum
 import marshal
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
 
@@ -36,6 +36,7 @@ from webhook.core.policy import Consequence, Finding
 from webhook.core.profiles import PROFILE_LABEL
 from webhook.core.review import Request
 from webhook.core.workloads import CONTAINER_FIELDS, POD_TEMPLATE_PATHS, PodSpecView, pod_spec_view
+from webhook.errors import ManifestError
 
 EVIDENCE_ONLY_NOTE = "no current node inventory: placement judged by node label evidence alone"
 # Pod fields that decide where a pod lands; a pod UPDATE that changes none of them is not judged again.
@@ -52,6 +53,7 @@ class Status(enum.Enum):
     OFF = "off"
     CLEAN = "clean"  # no host access
     JUDGED = "judged"
+    INVALID = "invalid"  # judged, but the object cannot be read (`Assessment.invalid` says where)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Assessment:
     evidence_only: bool = False
     general_selector: tuple[str, str] | None = None  # a nodeSelector that picks general pools only
     node_count: int = 0
+    invalid: str = ""  # why the object cannot be read: the field, what is wrong, the fix
 
     def with_effect(self, effect: Effect) -> tuple[PoolEffect, ...]:
         return tuple(p for p in self.pools if p.effect is effect)
@@ -126,7 +129,8 @@ def resolve_mode(config: Config, namespace_labels: Mapping[str, str]) -> tuple[M
         return Mode.ENFORCE, f"namespace label {NAMESPACE_MODE_LABEL}={raw} is invalid ({allowed}); enforcing"
 
 
-def _exemption(request: Request, pod: PodSpecView, config: Config) -> str:
+def _exemption(request: Request, config: Config) -> str:
+    """An exemption the request alone decides: no need to read the object (PSA checks these first too)."""
     ex = config.exemptions
     if request.namespace in ex.namespaces:
         return "namespace"
@@ -134,8 +138,6 @@ def _exemption(request: Request, pod: PodSpecView, config: Config) -> str:
         return "user"
     if request.groups & ex.groups:
         return "group"
-    if pod.string("runtimeClassName") in ex.runtime_classes:
-        return "runtimeClass"
     return ""
 
 
@@ -213,15 +215,14 @@ def _evaluate(pod: PodSpecView, config: Config) -> tuple[Finding, ...]:
     return config.memoized(("findings", key), partial(policy.evaluate, pod, config))
 
 
-def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> tuple[Placement, Hashable]:
-    """Where it can land, and a key naming the question (None without an inventory)."""
+def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Placement:
     if inventory is None:
-        return place_by_evidence(Constraints.of(pod), config), None
+        return place_by_evidence(Constraints.of(pod), config)
     # The pods of one workload ask the same of the same inventory: placed once.
     key = _content_key(pod, PLACEMENT_SPEC_FIELDS)
     if key is None:
-        return place(Constraints.of(pod), inventory), None
-    return inventory.memo.get(("place", key), partial(_place_now, pod, inventory)), key
+        return place(Constraints.of(pod), inventory)
+    return inventory.memo.get(("place", key), partial(_place_now, pod, inventory))
 
 
 def _place_now(pod: PodSpecView, inventory: Inventory) -> Placement:
@@ -301,23 +302,35 @@ def _key(pool: Pool) -> tuple[str, tuple[str, ...]]:
     return (pool.name, pool.members)
 
 
+def unreadable(
+    request: Request, error: ManifestError, *, config: Config, namespace_labels: Mapping[str, str]
+) -> Assessment:
+    """The assessment of a judged request whose object `assess` could not read (it raised `error`)."""
+    mode, _ = resolve_mode(config, namespace_labels)
+    return Assessment(request, Status.INVALID, mode=mode, invalid=error.describe())
+
+
 def assess(
     request: Request, *, config: Config, inventory: Inventory | None, namespace_labels: Mapping[str, str]
 ) -> Assessment:
-    """Assess one request. ManifestError (a malformed pod spec) propagates for the adapter to report.
+    """Assess one request. ManifestError (a malformed pod spec) propagates: `check` names the document,
+    the admission service answers `unreadable(...)`. Exemptions and mode off are decided before the
+    object is read, so an object they let through is never refused for its shape.
 
     `inventory` None means no trustworthy node inventory (empty or stale): placement then follows the
     configured label evidence alone, and the notes say so.
     """
     if not judged(request) or request.object is None:
         return Assessment(request, Status.SKIPPED)
-    pod = pod_spec_view(request.object, request.kind)
-    exemption = _exemption(request, pod, config)
+    exemption = _exemption(request, config)
     if exemption:
-        return Assessment(request, Status.EXEMPT, pod, exemption=exemption)
+        return Assessment(request, Status.EXEMPT, exemption=exemption)
     mode, mode_note = resolve_mode(config, namespace_labels)
     if mode is Mode.OFF:
-        return Assessment(request, Status.OFF, pod, mode=mode)
+        return Assessment(request, Status.OFF, mode=mode)
+    pod = pod_spec_view(request.object, request.kind)
+    if pod.string("runtimeClassName") in config.exemptions.runtime_classes:
+        return Assessment(request, Status.EXEMPT, pod, exemption="runtimeClass")
     findings = _evaluate(pod, config)
     if request.sub_resource == "ephemeralcontainers" and request.old_object is not None:
         # Judge what the debug container adds, not the host access the running pod already had.
@@ -326,14 +339,24 @@ def assess(
     if not findings:
         return Assessment(request, Status.CLEAN, pod, mode=mode)
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
-    placement, where = _place(pod, inventory, config)
+    placement = _place(pod, inventory, config)
     effects = _Effects(findings, config)
-    if inventory is None or where is None:
+    if inventory is None:
         pools = _pool_effects(placement, effects, inventory)
     else:
-        key = ("pool-effects", config.memo, where, effects.signature)
+        # Keyed by the groups it lands on, not by its constraints: a DaemonSet's pods, each pinned to its
+        # node, land on the same few pools.
+        key = ("pool-effects", config.memo, placement.mask, effects.signature)
         pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory), effects.size)
-    assessment = Assessment(
+    suggestion = None
+    plan = None
+    breaking = [p.effect is Effect.BREAKS for p in pools]
+    if any(breaking):
+        if inventory is not None:
+            suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
+        if not all(breaking):  # not `only_breaking`: it can land somewhere it does not break
+            plan = _plan(request, pod, config, inventory, placement, effects)
+    return Assessment(
         request,
         Status.JUDGED,
         pod,
@@ -342,19 +365,12 @@ def assess(
         findings=findings,
         placement=placement,
         pools=pools,
+        plan=plan,
         daemon_set=_daemon_set(request),
         evidence_only=inventory is None,
+        general_selector=suggestion,
         node_count=inventory.node_count if inventory is not None else 0,
     )
-    if not any(p.effect is Effect.BREAKS for p in pools):
-        return assessment
-    suggestion = None
-    if inventory is not None:
-        suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
-    plan = None
-    if not assessment.only_breaking:
-        plan = _plan(request, pod, config, inventory, placement, effects)
-    return replace(assessment, plan=plan, general_selector=suggestion)
 
 
 def _plan(
@@ -394,7 +410,7 @@ def _plan(
     plan = steer_away_from(request.object, pod, requirements, steered_from, config)
     if isinstance(plan, SteeringRefusal):
         return plan
-    after, _ = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
+    after = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
     if after.nowhere:
         return SteeringRefusal("steering would leave no node it can land on")
     still = [g for g in after.pools if effects.of(g)[0] is Effect.BREAKS]

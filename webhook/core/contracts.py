@@ -122,22 +122,24 @@ class HostContract:
     host_namespaces: Effect = Effect.DEGRADES
     privileged: Effect = Effect.DEGRADES
     _index: Mapping[str, Tree] = field(default_factory=dict, compare=False, repr=False)
+    _depth: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         index = {t.path: t for t in RUNTIME_TREES}
         index.update({normalise(t.path): t for t in self.trees})
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_depth", max(p.count("/") for p in index))
 
     def tree_of(self, path: str) -> Tree:
         """The tree that decides for `path` (already normalised): its longest listed prefix."""
-        probe = path
-        while True:
-            tree = self._index.get(probe)
+        # Only prefixes as deep as the deepest listed tree can match: a path of 100,000 segments costs
+        # one pass over it, not one per segment.
+        parts = path.split("/", self._depth + 1)[1 : self._depth + 1]
+        for depth in range(len(parts), 0, -1):
+            tree = self._index.get("/" + "/".join(parts[:depth]))
             if tree is not None:
                 return tree
-            if probe == "/":
-                return Tree("/", Access.UNCERTAIN, note="not in this OS's host contract")
-            probe = probe.rsplit("/", 1)[0] or "/"
+        return self._index.get("/") or Tree("/", Access.UNCERTAIN, note="not in this OS's host contract")
 
     def read_only_below(self, path: str) -> tuple[Tree, ...]:
         """Read-only trees strictly inside `path`: a writable mount of `path` can write into them."""

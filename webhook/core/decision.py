@@ -40,6 +40,7 @@ class Outcome(enum.Enum):
     DENIED = "denied"
     WARNED = "warned"  # would be steered or denied in enforce
     AUDITED = "audited"  # would be steered or denied in enforce; recorded only
+    INVALID = "invalid"  # the object cannot be read: denied (code 400) in enforce, warned or recorded else
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Verdict:
     @property
     def mode(self) -> Mode | None:
         a = self.assessment
-        return a.mode if a is not None and a.status in (Status.JUDGED, Status.CLEAN, Status.OFF) else None
+        judged = (Status.JUDGED, Status.CLEAN, Status.OFF, Status.INVALID)
+        return a.mode if a is not None and a.status in judged else None
 
     @property
     def steered(self) -> bool:
@@ -143,8 +145,23 @@ def _risk(a: Assessment, config: Config) -> tuple[str, str, SteeringRefusal | No
     return f"breaks on {breaks} and was not steered away (is the mutating webhook installed?)", details, None
 
 
+def _invalid(a: Assessment) -> Verdict:
+    """An object that cannot be read cannot be placed or judged: in enforce it is refused, as Pod Security
+    Admission refuses an object it cannot decode, rather than admitted unjudged; warn says so, audit
+    records it. The apiserver itself never sends such an object: only a forged or broken client does."""
+    audit = {"decision": Outcome.INVALID.value, "mode": a.mode.value}
+    audit["invalid"] = cap(a.invalid, MAX_ANNOTATION)
+    if a.mode is Mode.ENFORCE:
+        message = f"{a.request.display_name} cannot be judged: {a.invalid}"
+        return Verdict(Outcome.INVALID, allowed=False, message=message, audit=audit, assessment=a)
+    warnings = () if a.mode is Mode.AUDIT else (f"cannot be judged, enforce mode would deny it: {a.invalid}",)
+    return Verdict(Outcome.INVALID, warnings=warnings, audit=audit, assessment=a)
+
+
 def mutate(a: Assessment, config: Config) -> Verdict:
     """The mutating webhook: in enforce, steer a pod off the pools it breaks on; nothing else."""
+    if a.status is Status.INVALID:
+        return _invalid(a) if a.mode is Mode.ENFORCE else Verdict(Outcome.UNCHANGED, assessment=a)
     if a.status is not Status.JUDGED:
         return Verdict(_SIMPLE[a.status], assessment=a)
     if a.mode is not Mode.ENFORCE or not _steers(a, config) or not isinstance(a.plan, SteeringPlan):
@@ -163,6 +180,8 @@ def validate(a: Assessment, config: Config) -> Verdict:
     """The validating webhook: allow, warn, record or deny what reaches it (after mutation)."""
     if a.status is Status.EXEMPT:
         return Verdict(Outcome.EXEMPT, audit={"exempt": a.exemption}, assessment=a)
+    if a.status is Status.INVALID:
+        return _invalid(a)
     if a.status is not Status.JUDGED:
         return Verdict(_SIMPLE[a.status], assessment=a)
     notes = a.notes

@@ -18,7 +18,7 @@ from webhook.core.api import (
     AdmissionReview,
     JsonPatchOp,
 )
-from webhook.errors import ReviewError
+from webhook.errors import ReviewError, shown
 
 WARNING_PREFIX = "immutable-os: "
 MAX_WARNINGS = 6
@@ -73,7 +73,7 @@ def read_review(body: Any) -> Request:
     if body.get("apiVersion") != ADMISSION_API_VERSION or body.get("kind") != ADMISSION_KIND:
         raise ReviewError(
             f"expected {ADMISSION_API_VERSION} {ADMISSION_KIND}, "
-            f"got {body.get('apiVersion')} {body.get('kind')}",
+            f"got {shown(body.get('apiVersion'))} {shown(body.get('kind'))}",
             field="apiVersion",
             fix="set admissionReviewVersions: [v1] in the webhook configuration",
         )
@@ -131,6 +131,16 @@ def denied(uid: str, message: str) -> AdmissionResponse:
         "uid": uid,
         "allowed": False,
         "status": {"code": 403, "reason": "Forbidden", "message": cap(message, MAX_MESSAGE_LENGTH)},
+    }
+
+
+def bad_request(uid: str, message: str) -> AdmissionResponse:
+    """Denied because the request cannot be read, with code 400 as Pod Security Admission answers an
+    object it cannot decode: the client's error, not a policy's verdict."""
+    return {
+        "uid": uid,
+        "allowed": False,
+        "status": {"code": 400, "reason": "BadRequest", "message": cap(message, MAX_MESSAGE_LENGTH)},
     }
 
 

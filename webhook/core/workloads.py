@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from webhook.errors import ManifestError, UnsupportedKindError
+from webhook.errors import ManifestError, UnsupportedKindError, shown
 
 _TEMPLATE = ("spec", "template")
 # kind -> path of the pod template (an object with `metadata` and `spec`); () means the object is the pod.
@@ -73,7 +73,7 @@ class PodSpecView:
         if value is None:
             return False
         if not isinstance(value, bool):
-            raise ManifestError(f"expected true or false, got {value!r}", field=self.field(name))
+            raise ManifestError(f"expected true or false, got {shown(value)}", field=self.field(name))
         return value
 
     def string(self, name: str) -> str | None:
@@ -81,7 +81,7 @@ class PodSpecView:
         if value is None or value == "":
             return None
         if not isinstance(value, str):
-            raise ManifestError(f"expected a string, got {value!r}", field=self.field(name))
+            raise ManifestError(f"expected a string, got {shown(value)}", field=self.field(name))
         return value
 
     def mapping(self, *path: str) -> Mapping[str, Any] | None:

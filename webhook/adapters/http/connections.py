@@ -183,6 +183,10 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm()
         self.tracked.discard(self.connection)
         super().connection_lost(exc)
+        # uvicorn cancels its keep-alive timer only on a clean close. After a reset (a client that hangs
+        # up before reading its answer) the timer, a bound method, kept this protocol, its TLS objects
+        # and its request for keep_alive_seconds: ~50 KB a hang-up, 120 s long.
+        self._unset_keepalive_if_required()
 
     def data_received(self, data: bytes) -> None:
         if self.connection.phase is Phase.WAITING:

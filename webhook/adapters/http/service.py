@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from prometheus_client import Counter as PromCounter
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 
@@ -29,7 +27,7 @@ from webhook.core.config import Config
 from webhook.core.review import errored, read_review
 from webhook.errors import ReviewError, WebhookError
 
-MetricT = TypeVar("MetricT", PromCounter, Histogram)
+MetricT = TypeVar("MetricT", Counter, Histogram)
 
 review_log = logging.getLogger("webhook.review")
 edge_log = logging.getLogger("webhook.edge")
@@ -140,10 +138,14 @@ class AdmissionService:
         mode = verdict.mode.value if verdict.mode else "-"
         self._child(self.metrics.reviews, endpoint.value, verdict.outcome.value, mode).inc()
         self._child(self.metrics.latency, endpoint.value).observe(elapsed)
-        for check, count in Counter(f.check for f in verdict.findings).items():
+        counts: dict[str, int] = {}
+        for finding in verdict.findings:
+            counts[finding.check] = counts.get(finding.check, 0) + 1
+        for check, count in counts.items():
             self._child(self.metrics.findings, endpoint.value, check).inc(count)
         # Reviews without host access (or not judged at all) are the bulk: logged at debug only.
-        level = logging.INFO if verdict.findings or verdict.outcome is Outcome.EXEMPT else logging.DEBUG
+        loud = verdict.findings or verdict.outcome in (Outcome.EXEMPT, Outcome.INVALID)
+        level = logging.INFO if loud else logging.DEBUG
         if review_log.isEnabledFor(level):
             findings = [f"{f.check}:{f.field}" for f in verdict.findings]
             fields = {
@@ -151,6 +153,8 @@ class AdmissionService:
                 "decision": verdict.outcome.value, "allowed": verdict.allowed, "mode": mode,
                 "findings": findings, "steered": verdict.steered, "ms": round(elapsed * 1000, 3),
             }  # fmt: skip
+            if verdict.assessment is not None and verdict.assessment.invalid:
+                fields["invalid"] = verdict.assessment.invalid[:MAX_LOGGED_LENGTH]
             review_log.log(level, "review", extra={"fields": fields})
 
     def _child(self, metric: MetricT, *labels: str) -> MetricT:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.config import SELECTOR_OPERATORS, SelectorRequirement
-from webhook.errors import ManifestError
+from webhook.errors import ManifestError, shown
 
 NODE_NAME_FIELD = "metadata.name"
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
@@ -115,7 +115,7 @@ def _requirement(raw: Any, where: str, *, field_selector: bool = False) -> Selec
         raise ManifestError("missing key", field=f"{where}.key", fix="name a node label")
     if not isinstance(operator, str) or not operator:
         raise ManifestError(
-            f"missing operator {operator!r}",
+            f"missing operator {shown(operator)}",
             field=f"{where}.operator",
             fix=f"use {', '.join(SELECTOR_OPERATORS)}",
         )
@@ -160,7 +160,7 @@ def parse_tolerations(raw: list[Any], where: str) -> tuple[Toleration, ...]:
         operator = t.get("operator") or "Equal"
         if not isinstance(operator, str):
             raise ManifestError(
-                f"expected a string, got {operator!r}",
+                f"expected a string, got {shown(operator)}",
                 field=f"{where}[{i}].operator",
                 fix="use Equal or Exists",
             )

@@ -19,7 +19,7 @@ from webhook.core.config import Config, HostPathRule
 from webhook.core.contracts import Effect, HostContract, PathAccess, effect_of_path, normalise, worst
 from webhook.core.policy.base import WORKS, Check, Consequence, Finding
 from webhook.core.workloads import Container, PodSpecView
-from webhook.errors import ManifestError
+from webhook.errors import ManifestError, shown
 
 CREATING_TYPES = frozenset({"DirectoryOrCreate", "FileOrCreate"})
 
@@ -35,7 +35,12 @@ def _mounts_by_volume(
     mounts: dict[str, list[tuple[Container, Any]]] = {}
     for container in containers:
         where = partial(_mounts_field, container)
-        for mount in pod.objects("volumeMounts", container.raw, where):
+        for j, mount in enumerate(pod.objects("volumeMounts", container.raw, where)):
+            read_only = mount.get("readOnly")
+            if read_only is not None and not isinstance(read_only, bool):
+                # "false" is truthy: read as read-only, a writable mount would be judged a read
+                raise ManifestError(f"expected true or false, got {shown(read_only)}",
+                                    field=f"{where()}[{j}].readOnly", fix="write true or false")  # fmt: skip
             name = mount.get("name")
             if isinstance(name, str):  # a volume's name is a string: nothing else can name one
                 mounts.setdefault(name, []).append((container, mount))
@@ -89,22 +94,24 @@ def evaluate(pod: PodSpecView, config: Config) -> list[Finding]:
         if by_volume is None:
             by_volume = _mounts_by_volume(containers, pod)
         uses = tuple(_use(c, m) for c, m in by_volume.get(name, ()))
-        kind = host_path.get("type") or ""
+        kind = host_path.get("type")
+        kind = "" if kind is None else kind
+        if not isinstance(kind, str):
+            raise ManifestError(f"expected a string, got {shown(kind)}",
+                                field=f"{pod.field(f'volumes[{i}]', 'hostPath')}.type",
+                                fix="e.g. Directory or DirectoryOrCreate")  # fmt: skip
         judge = partial(_judge_volume, pod, i, name, host_path["path"], kind, uses, config)
-        if isinstance(kind, str):
-            # The pods of one workload mount the same volumes the same way: judged once per config.
-            key = ("host-path", pod.template_path, i, name, host_path["path"], kind, uses)
-            size = len(name) + len(host_path["path"]) + sum(len(u[0]) + len(u[3]) for u in uses)
-            finding = config.memoized(key, judge, size)
-        else:
-            finding = judge()
+        # The pods of one workload mount the same volumes the same way: judged once per config.
+        key = ("host-path", pod.template_path, i, name, host_path["path"], kind, uses)
+        size = len(name) + len(host_path["path"]) + sum(len(u[0]) + len(u[3]) for u in uses)
+        finding = config.memoized(key, judge, size)
         if finding is not None:
             findings.append(finding)
     return findings
 
 
 def _judge_volume(
-    pod: PodSpecView, i: int, name: str, path: str, kind: Any, uses: tuple[Use, ...], config: Config
+    pod: PodSpecView, i: int, name: str, path: str, kind: str, uses: tuple[Use, ...], config: Config
 ) -> Finding | None:
     writable = sorted({c for c, writes, _, _ in uses if writes})
     bidirectional = sorted({c for c, _, both_ways, _ in uses if both_ways})
