@@ -194,12 +194,14 @@ end
 """
 
 
-def totals(text: str, family: str) -> dict[str, float]:
-    """Sample name -> its value summed over label sets, for one metric family of a Prometheus text."""
+def totals(text: str, family: str, webhooks: str = "") -> dict[str, float]:
+    """Sample name -> its value summed over label sets, for one metric family of a Prometheus text; with
+    `webhooks`, only the samples whose `name` label contains it."""
     out: dict[str, float] = {}
     for parsed in text_string_to_metric_families("\n".join(x for x in text.splitlines() if family in x)):
         for sample in parsed.samples:
-            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+            if webhooks in sample.labels.get("name", ""):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
 
 
@@ -329,6 +331,7 @@ class Run:
     cpu_s: dict[str, float]  # process -> CPU seconds during the timed run
     other_cores: float  # CPU of processes outside the bench, in cores, over the run
     call_ms: float  # the apiserver's mean time per webhook call (NaN: no call)
+    calls: float  # webhook calls per create
     handler_ms: float  # our handler's mean time per review (its own histogram; ours only)
     rss_mb: float
     outcome: str
@@ -444,7 +447,9 @@ class Bench:
                 return bool(insecure_get(f"{server.url}/health/readiness") is not None)
             return False
 
+        started = time.monotonic()
         server.wait_ready(ready, 180, self.cp.log_dir / "kyverno.log")
+        print(f"kyverno ready in {time.monotonic() - started:.0f}s", flush=True)
         self.procs["kyverno"] = psutil.Process(server.popen.pid)
 
     def log(self, name: str) -> str:
@@ -511,6 +516,9 @@ class Bench:
                 timeout=120,
                 message=lambda: "Kyverno to deny:\n" + self.log("kyverno"),
             )
+            print(
+                f"  kyverno's webhooks for pod creates: {', '.join(self.kyverno_pod_webhooks())}", flush=True
+            )
 
     def deactivate(self, setup: str) -> None:
         if setup in self.configurations:
@@ -532,16 +540,31 @@ class Bench:
     # -- measuring --------------------------------------------------------------------------------
 
     def clear_pods(self) -> None:
-        self.core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
-        wait_for(
-            lambda: not self.core.list_namespaced_pod(NAMESPACE, limit=1).items,
-            timeout=120,
-            message="the bench's pods to be deleted",
-        )
+        """Delete the bench's pods (again while any is left: one deletecollection may stop short)."""
 
-    def webhook_calls(self) -> dict[str, float]:
-        """The apiserver's time in webhook calls so far (_sum, seconds) and their number (_count)."""
-        return totals(self.cp.get("/metrics"), WEBHOOK_CALL)
+        def gone() -> bool:
+            left = self.core.list_namespaced_pod(NAMESPACE, limit=1)
+            if not left.items:
+                return True
+            self.core.delete_collection_namespaced_pod(
+                NAMESPACE, grace_period_seconds=0, _request_timeout=120
+            )
+            return False
+
+        def describe() -> str:
+            left = self.core.list_namespaced_pod(NAMESPACE, limit=1)
+            pod = left.items[0].metadata if left.items else None
+            return f"the bench's pods to be deleted (a pod left: {pod})"
+
+        wait_for(gone, timeout=180, interval=0.5, message=describe)
+
+    def webhook_calls(self, setup: str = "") -> dict[str, float]:
+        """The apiserver's time in calls to the set-up's webhooks so far (_sum, seconds) and their number
+        (_count). Kyverno's names contain "kyverno", the chart's "immutable-os.io"; Kyverno, always
+        running, calls its own lease webhook now and then."""
+        return totals(
+            self.cp.get("/metrics"), WEBHOOK_CALL, "kyverno" if setup == "kyverno" else "immutable-os.io"
+        )
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far: each process of the bench, wrk (the children waited for), the machine."""
@@ -558,9 +581,9 @@ class Bench:
         wrk(url, self.script, env, connections, 1)  # warm-up, not timed
         self.clear_pods()
         ours = setup.startswith("ours")
-        calls0, hook0, cpu0 = self.webhook_calls(), self.ours_metrics() if ours else {}, self.cpu()
+        calls0, hook0, cpu0 = self.webhook_calls(setup), self.ours_metrics() if ours else {}, self.cpu()
         load = wrk(url, self.script, env, connections, seconds)
-        cpu1, hook1, calls1 = self.cpu(), self.ours_metrics() if ours else {}, self.webhook_calls()
+        cpu1, hook1, calls1 = self.cpu(), self.ours_metrics() if ours else {}, self.webhook_calls(setup)
         spent = {k: cpu1[k] - cpu0[k] for k in cpu1}
         bench_cpu = sum(v for k, v in spent.items() if k != "machine")
         pods = self.core.list_namespaced_pod(NAMESPACE, limit=1).items
@@ -580,6 +603,8 @@ class Bench:
             cpu_s={k: v for k, v in spent.items() if k != "machine"},
             other_cores=max(0.0, spent["machine"] - bench_cpu) / load.seconds,
             call_ms=mean_ms(calls1, calls0, WEBHOOK_CALL),
+            calls=(calls1.get(f"{WEBHOOK_CALL}_count", 0.0) - calls0.get(f"{WEBHOOK_CALL}_count", 0.0))
+            / max(load.requests, 1),
             handler_ms=mean_ms(hook1, hook0, HANDLER),
             rss_mb=process.memory_info().rss / 2**20 if process else float("nan"),
             outcome=outcome,
@@ -634,7 +659,7 @@ def vap_binding() -> dict[str, Any]:
 
 
 COLUMNS = (("set-up", 8), ("outcome", 8), ("p50", 6), ("p99", 6), ("+p50", 6), ("+p99", 6), ("pods/s", 6),
-           ("call", 5), ("hdlr", 5), ("hook", 6), ("api", 6), ("etcd", 6), ("RSS", 4),
+           ("calls", 5), ("call", 5), ("hdlr", 5), ("hook", 6), ("api", 6), ("etcd", 6), ("RSS", 4),
            ("other", 5))  # fmt: skip
 FORMAT = {"pods/s": 0, "RSS": 0, "hook": 3, "api": 3, "etcd": 3}
 
@@ -654,6 +679,7 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
         "creates": creates,
         "cpu_s_per_1000": {k: sum(r.cpu_s[k] for r in runs) / creates * 1000 for k in names},
         "call_ms": statistics.median(calls) if calls else math.nan,
+        "calls_per_create": sum(r.calls * r.load.requests for r in runs) / creates,
         "handler_ms": statistics.median(handled) if handled else math.nan,
         "rss_mb": max(r.rss_mb for r in runs),
         "other_cores": max(r.other_cores for r in runs),
@@ -677,7 +703,8 @@ def report(runs: Sequence[Run], setups: Sequence[str], connections: Sequence[int
                 cpu = s["cpu_s_per_1000"]
                 hook = cpu.get("ours" if setup.startswith("ours") else setup, math.nan)
                 values = [setup, s["outcome"], s["p50_ms"], s["p99_ms"], s["p50_ms"] - base["p50_ms"],
-                          s["p99_ms"] - base["p99_ms"], s["pods_per_s"], s["call_ms"], s["handler_ms"], hook,
+                          s["p99_ms"] - base["p99_ms"], s["pods_per_s"], s["calls_per_create"], s["call_ms"],
+                          s["handler_ms"], hook,
                           cpu["kube-apiserver"], cpu["etcd"], s["rss_mb"], s["other_cores"]]  # fmt: skip
                 cells = [f"{v:>{w}s}" if isinstance(v, str) else f"{v:{w}.{FORMAT.get(h, 2)}f}"
                          for v, (h, w) in zip(values, COLUMNS, strict=True)]  # fmt: skip
@@ -688,10 +715,10 @@ def report(runs: Sequence[Run], setups: Sequence[str], connections: Sequence[int
         out["kyverno_idle_cores"] = cores
         print(f"\nKyverno, running but not in use (no policy), used {cores:.3f} cores during the other runs")
     print(
-        "\nms: wrk's latency per create; +p50/+p99 over `none`; call: the apiserver's mean time per webhook"
-        "\ncall; hdlr: our handler's mean per review (its own histogram); hook/api/etcd: CPU seconds per"
-        "\n1,000 creates of the webhook process, kube-apiserver, etcd; RSS MiB of the webhook process;"
-        "\nother: cores used by processes outside the bench during the runs (worst run)."
+        "\nms: wrk's latency per create; +p50/+p99 over `none`; calls: webhook calls per create; call: the"
+        "\napiserver's mean time per webhook call; hdlr: our handler's mean per review (its own histogram);"
+        "\nhook/api/etcd: CPU seconds per 1,000 creates of the webhook process, kube-apiserver, etcd; RSS MiB"
+        "\nof the webhook process; other: cores used outside the bench during the runs (worst run)."
     )
     return out
 

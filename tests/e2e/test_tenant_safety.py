@@ -476,6 +476,18 @@ def match_fields_node_name(t: Tenant) -> None:
     denied_by_webhook(lambda: t.core.create_namespaced_pod(t.namespace, pod("by-name", terms=by_name)))
 
 
+def match_fields_other_than_node_name(t: Tenant) -> None:
+    """matchFields on a field other than metadata.name reaches the mutating webhook before the apiserver's
+    validation: it is refused there as a spec that cannot be judged (400, naming the field), not sent down
+    the internal-error path (which would admit it under onInternalError: allow)."""
+    by_label = [{"matchFields": [{"key": "metadata.labels", "operator": "In", "values": [t.acl]}]}]
+    message = refused(lambda: t.core.create_namespaced_pod(t.namespace, pod("by-field", terms=by_label)), 400)
+    assert message.startswith('admission webhook "steer-pods.immutable-os.io" denied the request'), message
+    assert "cannot be judged" in message and "matchFields[0]" in message, message
+    failures = [e for e in t.webhook.process.log_entries("review failed") if "matchFields" in json.dumps(e)]
+    assert failures == []
+
+
 def toleration_exists_without_key(t: Tenant) -> None:
     """`operator: Exists` with no key tolerates every taint: pinned to the tainted pool, denied; unpinned,
     steered off both immutable pools."""
@@ -585,9 +597,12 @@ def pod_pinned_to_a_node_that_does_not_exist_yet(t: Tenant) -> None:
 
 def pod_pinned_to_a_pool_with_no_nodes_yet(t: Tenant) -> None:
     """nodeSelector of a pool scaled to zero (a cluster autoscaler scales it up for this very pod): admitted
-    as "matches no node", then scheduled onto the pool's first node."""
+    as "matches no node"; the pool's first node registers, and the scheduler binds the pod there."""
     later = unique_pool_name("later")
-    if _denied_or_steered(t, pod("early", node_selector={"agentpool": later})):
+    try:
+        t.core.create_namespaced_pod(t.namespace, pod("early", node_selector={"agentpool": later}))
+    except k8s.ApiException as exc:
+        assert exc.status == 403 and api_message(exc).startswith(DENIED_BY), api_message(exc)
         return
     nodes = t.node_pools(later, 1, os_sku="AzureContainerLinux")
     scheduled_off_immutable(t, "early", {n.metadata.name for n in nodes})
@@ -620,6 +635,7 @@ WAYS = [
     Way("generate-name", "edit", generate_name),
     Way("node-name-on-create", "edit", node_name_on_create),
     Way("affinity-match-fields", "edit", match_fields_node_name),
+    Way("affinity-match-fields-other-than-node-name", "edit", match_fields_other_than_node_name),
     Way("toleration-exists-without-key", "edit", toleration_exists_without_key),
     Way("toleration-operator-lt", "edit", toleration_with_a_comparison_operator),
     Way("affinity-unknown-operator", "edit", unknown_affinity_operator),

@@ -1014,7 +1014,8 @@ def test_a_cni_like_daemonset_is_admitted_untouched_and_runs_on_the_immutable_po
         template["metadata"].get("annotations") or {}
     )
     events = [e for e in cp.audit_events() if e.get("stage") == "ResponseComplete"
-              and e.get("objectRef", {}).get("resource") == "daemonsets" and e.get("objectRef", {}).get("name") == "cni"]  # fmt: skip
+              and e.get("objectRef", {}).get("resource") == "daemonsets" and e.get("objectRef", {}).get("name") == "cni"
+              and e.get("objectRef", {}).get("namespace") == namespace]  # test_scan has a DaemonSet "cni" too  # fmt: skip
     mutations = [
         json.loads(v) for _, k, v in iter_audit_annotations(events) if k.startswith("mutation.webhook")
     ]

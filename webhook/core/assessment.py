@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import marshal
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
@@ -215,15 +215,14 @@ def _evaluate(pod: PodSpecView, config: Config) -> tuple[Finding, ...]:
     return config.memoized(("findings", key), partial(policy.evaluate, pod, config))
 
 
-def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> tuple[Placement, Hashable]:
-    """Where it can land, and a key naming the question (None without an inventory)."""
+def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Placement:
     if inventory is None:
-        return place_by_evidence(Constraints.of(pod), config), None
+        return place_by_evidence(Constraints.of(pod), config)
     # The pods of one workload ask the same of the same inventory: placed once.
     key = _content_key(pod, PLACEMENT_SPEC_FIELDS)
     if key is None:
-        return place(Constraints.of(pod), inventory), None
-    return inventory.memo.get(("place", key), partial(_place_now, pod, inventory)), key
+        return place(Constraints.of(pod), inventory)
+    return inventory.memo.get(("place", key), partial(_place_now, pod, inventory))
 
 
 def _place_now(pod: PodSpecView, inventory: Inventory) -> Placement:
@@ -340,12 +339,14 @@ def assess(
     if not findings:
         return Assessment(request, Status.CLEAN, pod, mode=mode)
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
-    placement, where = _place(pod, inventory, config)
+    placement = _place(pod, inventory, config)
     effects = _Effects(findings, config)
-    if inventory is None or where is None:
+    if inventory is None:
         pools = _pool_effects(placement, effects, inventory)
     else:
-        key = ("pool-effects", config.memo, where, effects.signature)
+        # Keyed by the groups it lands on, not by its constraints: a DaemonSet's pods, each pinned to its
+        # node, land on the same few pools.
+        key = ("pool-effects", config.memo, placement.mask, effects.signature)
         pools = inventory.memo.get(key, partial(_pool_effects, placement, effects, inventory), effects.size)
     suggestion = None
     plan = None
@@ -409,7 +410,7 @@ def _plan(
     plan = steer_away_from(request.object, pod, requirements, steered_from, config)
     if isinstance(plan, SteeringRefusal):
         return plan
-    after, _ = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
+    after = _place(pod_spec_view(plan.steered_object, request.kind), inventory, config)
     if after.nowhere:
         return SteeringRefusal("steering would leave no node it can land on")
     still = [g for g in after.pools if effects.of(g)[0] is Effect.BREAKS]
