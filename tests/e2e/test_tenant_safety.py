@@ -476,6 +476,18 @@ def match_fields_node_name(t: Tenant) -> None:
     denied_by_webhook(lambda: t.core.create_namespaced_pod(t.namespace, pod("by-name", terms=by_name)))
 
 
+def match_fields_other_than_node_name(t: Tenant) -> None:
+    """matchFields on a field other than metadata.name reaches the mutating webhook before the apiserver's
+    validation: it is refused there as a spec that cannot be judged (400, naming the field), not sent down
+    the internal-error path (which would admit it under onInternalError: allow)."""
+    by_label = [{"matchFields": [{"key": "metadata.labels", "operator": "In", "values": [t.acl]}]}]
+    message = refused(lambda: t.core.create_namespaced_pod(t.namespace, pod("by-field", terms=by_label)), 400)
+    assert message.startswith('admission webhook "steer-pods.immutable-os.io" denied the request'), message
+    assert "cannot be judged" in message and "matchFields[0]" in message, message
+    failures = [e for e in t.webhook.process.log_entries("review failed") if "matchFields" in json.dumps(e)]
+    assert failures == []
+
+
 def toleration_exists_without_key(t: Tenant) -> None:
     """`operator: Exists` with no key tolerates every taint: pinned to the tainted pool, denied; unpinned,
     steered off both immutable pools."""
@@ -623,6 +635,7 @@ WAYS = [
     Way("generate-name", "edit", generate_name),
     Way("node-name-on-create", "edit", node_name_on_create),
     Way("affinity-match-fields", "edit", match_fields_node_name),
+    Way("affinity-match-fields-other-than-node-name", "edit", match_fields_other_than_node_name),
     Way("toleration-exists-without-key", "edit", toleration_exists_without_key),
     Way("toleration-operator-lt", "edit", toleration_with_a_comparison_operator),
     Way("affinity-unknown-operator", "edit", unknown_affinity_operator),
