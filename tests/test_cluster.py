@@ -22,6 +22,7 @@ from webhook.adapters.cluster import (
     ObjectMirror,
     Snapshot,
     api_client_from,
+    watch_timeout_within,
 )
 from webhook.adapters.http.sources import ClusterSource
 
@@ -593,6 +594,17 @@ def test_backoff_is_full_jitter_under_a_doubling_ceiling_of_two_seconds(
     assert backoff.delay(failures, uniform=lambda: 1.0) == ceiling
     assert backoff.delay(failures, uniform=lambda: 0.0) == 0.0
     assert backoff.delay(failures, uniform=lambda: 0.5) == ceiling / 2
+
+
+@pytest.mark.parametrize(
+    ("staleness", "renewal"),
+    [(600, 300), (3600, 300), (120, 60), (6, 3), (7.9, 3), (1.5, 1), (0.1, 1)],
+    ids=["default", "long-allowance-capped", "two-minutes", "six-seconds", "rounds-down", "short", "tiny"],
+)
+def test_the_watch_is_renewed_within_half_the_staleness_allowance(staleness: float, renewal: int) -> None:
+    # A quiet collection's only sign of life is the renewal: renewing within half the allowance keeps a
+    # healthy watch from reading as stale.
+    assert watch_timeout_within(staleness) == renewal
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:

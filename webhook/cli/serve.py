@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
         if args.label_nodes:
             labeller = cluster.NodeLabeller(cluster.server_side_apply(api), config)
             on_nodes = cluster.publish_to(labeller.observe, state.set_nodes)
-        mirror = cluster.ClusterMirror(api, on_nodes, state.set_namespaces)
-        source = ClusterSource(mirror, config.max_inventory_staleness_seconds)
+        staleness = config.max_inventory_staleness_seconds
+        renewal = cluster.watch_timeout_within(staleness)
+        mirror = cluster.ClusterMirror(api, on_nodes, state.set_namespaces, watch_timeout_seconds=renewal)
+        source = ClusterSource(mirror, staleness)
     try:
         reloader = tls.CertReloader(args.cert_file, args.key_file)
     except ServingCertificateError as err:

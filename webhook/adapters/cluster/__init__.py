@@ -15,6 +15,7 @@ from webhook.adapters.cluster.mirror import (
     ObjectMirror,
     OnChange,
     publish_to,
+    watch_timeout_within,
 )
 from webhook.errors import ClusterConfigError
 
@@ -33,4 +34,5 @@ __all__ = [
     "api_client_from",
     "publish_to",
     "server_side_apply",
+    "watch_timeout_within",
 ]

@@ -52,9 +52,24 @@ def publish_to(*consumers: OnChange) -> OnChange:
     return publish
 
 
-# The server ends a watch after timeoutSeconds; silence much longer than that means a half-open
-# connection, so the socket read timeout is the watch timeout plus this grace.
+# The server ends a watch after timeoutSeconds; silence much longer than that means a connection that
+# died without closing (a half-open one, a middlebox that dropped the flow), so the socket read timeout is
+# the watch timeout plus a grace: as long again, at most this.
 _WATCH_READ_GRACE_SECONDS = 30.0
+#: How long the server keeps a watch open before the client renews it, at most.
+MAX_WATCH_TIMEOUT_SECONDS = 300
+
+
+def watch_timeout_within(max_staleness_seconds: float) -> int:
+    """The watch renewal period for a staleness allowance: half of it, at most 300 s, at least 1 s.
+
+    A quiet collection gives no event and, before the apiserver's minute bookmark, no bookmark either; the
+    renewal is then the only sign of life. Renewing within half the allowance keeps a healthy but quiet
+    watch from looking stale, while a real outage still turns stale after the allowance.
+    """
+    return max(1, min(MAX_WATCH_TIMEOUT_SECONDS, int(max_staleness_seconds / 2)))
+
+
 _READ_SIZE = 64 * 1024
 
 
@@ -96,7 +111,7 @@ class ObjectMirror:
         list_objects: ListFunction,
         on_change: OnChange,
         *,
-        watch_timeout_seconds: int = 300,
+        watch_timeout_seconds: int = MAX_WATCH_TIMEOUT_SECONDS,
         connect_timeout_seconds: float = 10.0,
         list_timeout_seconds: float = 60.0,
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -265,7 +280,7 @@ class ObjectMirror:
                 _preload_content=False,
                 _request_timeout=(
                     self._connect_timeout_seconds,
-                    self._watch_timeout_seconds + _WATCH_READ_GRACE_SECONDS,
+                    self._watch_timeout_seconds + min(_WATCH_READ_GRACE_SECONDS, self._watch_timeout_seconds),
                 ),
             )
         except Exception as error:
@@ -400,7 +415,7 @@ class ClusterMirror:
         on_nodes: OnChange,
         on_namespaces: OnChange,
         *,
-        watch_timeout_seconds: int = 300,
+        watch_timeout_seconds: int = MAX_WATCH_TIMEOUT_SECONDS,
         backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
