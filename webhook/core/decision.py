@@ -206,6 +206,7 @@ def validate(a: Assessment, config: Config) -> Verdict:
     if a.mode is Mode.ENFORCE and not daemon_warn:
         fix = _fix(a, refusal)
         message = f"{a.request.display_name} {headline}. {details}. Fix: {fix}."
+        message += "".join(f" Note: {n}." for n in notes)
         audit = _audit(a, Outcome.DENIED)
         return Verdict(Outcome.DENIED, allowed=False, message=message, audit=audit, assessment=a)
     if a.mode is Mode.AUDIT:
