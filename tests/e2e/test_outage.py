@@ -306,8 +306,15 @@ class ApiProxy:
         return count
 
     def close(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
         self.cut()
-        self.loop.call_soon_threadsafe(self.server.close)
+        self._call(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
 
