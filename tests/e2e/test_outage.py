@@ -45,7 +45,9 @@ GONE_STORM = 6
 
 #: Verdicts of the review of a hostPath pod pinned (by agentpool) to one pool.
 IMMUTABLE = "denied: lands on the pool, immutable in the inventory"
-NO_NODE = "allowed: no node of the inventory matches"
+# A current inventory where no node matches the pod (its pool has no node yet): judged by label evidence
+# too, for the nodes that could come, and the answer says which case it was.
+NO_NODE = "denied: no node of the current inventory matches; judged for the nodes that could come"
 # Without a current inventory the pod could land on any pool label evidence imagines, immutable ones
 # included, and it was not steered away from them: denied, naming those imagined pools.
 EVIDENCE = "denied: could land on unknown immutable nodes (label evidence alone)"
@@ -88,7 +90,6 @@ def verdict(answer: Mapping[str, Any], pool: str) -> str:
     """Which of IMMUTABLE, NO_NODE, EVIDENCE the answer is (or what else it was)."""
     response = answer["response"]
     message = (response.get("status") or {}).get("message", "")
-    warnings = " ".join(response.get("warnings") or [])
     if (
         not response["allowed"]
         and "breaks on every pool it can land on" in message
@@ -96,9 +97,10 @@ def verdict(answer: Mapping[str, Any], pool: str) -> str:
     ):
         return IMMUTABLE
     if not response["allowed"] and "breaks on pool unknown" in message and f"pool {pool}" not in message:
-        return EVIDENCE
-    if response["allowed"] and "matches no node of the" in warnings:
-        return NO_NODE
+        if "Note: no current node inventory" in message:
+            return EVIDENCE
+        if "Note: matches none of the" in message:
+            return NO_NODE
     return f"other: {response}"
 
 
