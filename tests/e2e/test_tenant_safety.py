@@ -285,18 +285,23 @@ def gated_then_pinned_to_the_pool_by_update(t: Tenant) -> None:
 
 def gated_steered_then_narrowed_to_the_pool(t: Tenant) -> None:
     """A gated pod steered at create; while gated, the tenant adds a nodeSelector and an affinity
-    requirement for the immutable pool (the only changes Kubernetes allows a gated pod): the steering stays
-    ANDed with them, so the pod fits nowhere once ungated."""
+    requirement for the immutable pool (the only changes Kubernetes allows a gated pod). The steering stays
+    ANDed with them, so no node fits: the webhook judges the update for the nodes that could come, and
+    denies it unless the steering it carries already excludes every immutable profile's labels; either
+    way the pod, once ungated, runs on no immutable node."""
     created = t.core.create_namespaced_pod(t.namespace, pod("gated", gated=True))
     assert STEERED in (created.metadata.annotations or {})
     into_acl = {"key": "agentpool", "operator": "In", "values": [t.acl]}
     terms = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms"
-    t.core.patch_namespaced_pod("gated", t.namespace, [
-        {"op": "add", "path": "/spec/nodeSelector", "value": {"agentpool": t.acl}},
-        {"op": "add", "path": f"{terms}/0/matchExpressions/-", "value": into_acl},
-    ])  # fmt: skip
+    try:
+        t.core.patch_namespaced_pod("gated", t.namespace, [
+            {"op": "add", "path": "/spec/nodeSelector", "value": {"agentpool": t.acl}},
+            {"op": "add", "path": f"{terms}/0/matchExpressions/-", "value": into_acl},
+        ])  # fmt: skip
+    except k8s.ApiException as exc:
+        assert exc.status == 403 and api_message(exc).startswith(DENIED_BY), api_message(exc)
     ungate(t, "gated")
-    stays_off_immutable(t, "gated")
+    scheduled_off_immutable(t, "gated")  # denied, it runs as created (steered) on a general node
 
 
 def gated_steering_removed_by_update(t: Tenant) -> None:
@@ -313,11 +318,17 @@ def gated_steering_removed_by_update(t: Tenant) -> None:
 
 def pending_pod_gains_a_toleration(t: Tenant) -> None:
     """A pod pinned to the tainted immutable pool fits no node and waits, ungated; tolerations can be
-    added to any pod: adding the one it lacks is an UPDATE the webhook judges like a create."""
-    t.core.create_namespaced_pod(t.namespace, pod("waiting", node_selector={"agentpool": t.tainted}))
-    denied_by_webhook(
-        patch(t, "waiting", [{"op": "add", "path": "/spec/tolerations/-", "value": tolerate()}])
+    added to any pod: adding the one it lacks is an UPDATE the webhook judges like a create. Fitting no
+    node at create, it was judged for the nodes that could come and steered off every immutable profile's
+    labels; so the update is denied, or admitted with the steering that keeps it off the pool."""
+    created = t.core.create_namespaced_pod(
+        t.namespace, pod("waiting", node_selector={"agentpool": t.tainted})
     )
+    assert STEERED in (created.metadata.annotations or {})
+    try:
+        patch(t, "waiting", [{"op": "add", "path": "/spec/tolerations/-", "value": tolerate()}])()
+    except k8s.ApiException as exc:
+        assert exc.status == 403 and api_message(exc).startswith(DENIED_BY), api_message(exc)
     stays_off_immutable(t, "waiting")
 
 
