@@ -10,6 +10,7 @@ import copy
 import json
 from dataclasses import replace
 from typing import Any
+from unittest.mock import ANY
 
 import jsonpatch
 import pytest
@@ -22,6 +23,7 @@ from tests.builders import (
     minimal_pod,
     mixed_inventory,
     request_for,
+    required_terms,
     set_field,
     tweak,
     wrap,
@@ -339,8 +341,30 @@ def test_a_pod_owned_by_a_daemon_set_reports_lost_coverage() -> None:
     assert warnings[2] == "DaemonSet default/agent will not run on pool flatcar (2 nodes)"
 
 
-def test_nowhere_is_allowed_with_a_warning() -> None:
-    verdict = validate(tweak(WRITES_USR, set_field("nodeSelector", {"agentpool": "gone"})))
+def test_a_pod_for_a_pool_with_no_node_yet_is_judged_by_the_nodes_that_could_come() -> None:
+    # A pool scaled to zero (autoscaler, node auto-provisioning) or one not created yet: judged by label
+    # evidence, like a stale inventory, never admitted as "not judged".
+    unknown_pool = tweak(WRITES_USR, set_field("nodeSelector", {"agentpool": "later"}))
+    decision = both(unknown_pool)
+    assert decision.mutated.outcome is Outcome.STEERED and decision.allowed
+    assert any("matches none of the 4 known nodes" in w for w in decision.mutated.warnings)
+    assert {"op": "add", "path": "/spec/affinity", "value": ANY} in patch_of(decision.mutated)
+    # Unsteered (warn mode, or a pod that exists), it is not "not judged" either.
+    assert validate(unknown_pool).outcome is not Outcome.NOWHERE
+
+    acl_pool = tweak(
+        WRITES_USR, set_field("nodeSelector", {"kubernetes.azure.com/os-sku": "AzureContainerLinux"})
+    )
+    denied = both(acl_pool)  # no ACL node in this cluster yet: it can only land on one
+    assert not denied.allowed and "Azure Container Linux" in denied.validated.message
+
+    unregistered = tweak(WRITES_USR, set_field("nodeName", "aks-acl-00000001"))
+    assert validate(unregistered).outcome is not Outcome.NOWHERE
+
+
+def test_a_spec_no_node_could_ever_match_is_allowed_with_a_warning() -> None:
+    empty_term = tweak(WRITES_USR, required_terms({}))  # an empty term matches no node, known or to come
+    verdict = validate(empty_term)
     assert verdict.outcome is Outcome.NOWHERE and verdict.allowed
     assert "matches no node of the 4 known" in verdict.warnings[0]
 

@@ -45,7 +45,9 @@ GONE_STORM = 6
 
 #: Verdicts of the review of a hostPath pod pinned (by agentpool) to one pool.
 IMMUTABLE = "denied: lands on the pool, immutable in the inventory"
-NO_NODE = "allowed: no node of the inventory matches"
+# A current inventory where no node matches the pod (its pool has no node yet): judged by label evidence
+# too, for the nodes that could come, and the answer says which case it was.
+NO_NODE = "denied: no node of the current inventory matches; judged for the nodes that could come"
 # Without a current inventory the pod could land on any pool label evidence imagines, immutable ones
 # included, and it was not steered away from them: denied, naming those imagined pools.
 EVIDENCE = "denied: could land on unknown immutable nodes (label evidence alone)"
@@ -88,7 +90,6 @@ def verdict(answer: Mapping[str, Any], pool: str) -> str:
     """Which of IMMUTABLE, NO_NODE, EVIDENCE the answer is (or what else it was)."""
     response = answer["response"]
     message = (response.get("status") or {}).get("message", "")
-    warnings = " ".join(response.get("warnings") or [])
     if (
         not response["allowed"]
         and "breaks on every pool it can land on" in message
@@ -96,9 +97,10 @@ def verdict(answer: Mapping[str, Any], pool: str) -> str:
     ):
         return IMMUTABLE
     if not response["allowed"] and "breaks on pool unknown" in message and f"pool {pool}" not in message:
-        return EVIDENCE
-    if response["allowed"] and "matches no node of the" in warnings:
-        return NO_NODE
+        if "Note: no current node inventory" in message:
+            return EVIDENCE
+        if "Note: matches none of the" in message:
+            return NO_NODE
     return f"other: {response}"
 
 
@@ -257,6 +259,7 @@ class ApiProxy:
         self.cuts = 0
         self._gone: dict[str, int] = {}
         self._open: set[asyncio.BaseTransport] = set()
+        self._carried: list[Held] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="api-proxy", daemon=True)
         self.thread.start()
@@ -281,6 +284,16 @@ class ApiProxy:
     def gone(self, resource: str, times: int) -> None:
         self.loop.call_soon_threadsafe(self._gone.__setitem__, resource, times)
 
+    def freeze(self) -> None:
+        """Stop carrying every connection open now, without closing any: the webhook hears nothing more on
+        them (a blackholed path). New connections are carried as before."""
+
+        async def freeze() -> None:
+            for held in self._carried:
+                held.frozen = True
+
+        self._call(freeze())
+
     def cut(self) -> int:
         """Abort every open connection, both sides; how many there were."""
 
@@ -295,8 +308,15 @@ class ApiProxy:
         return count
 
     def close(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
         self.cut()
-        self.loop.call_soon_threadsafe(self.server.close)
+        self._call(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
 
@@ -336,22 +356,34 @@ class ApiProxy:
             LOOPBACK, self.upstream_port, ssl=self.upstream_tls
         )
         self._open.add(up_writer.transport)
+        held = Held()
+        self._carried.append(held)
         try:
             up_writer.write(head)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, up_writer, held), _pipe(up_reader, writer, held))
         finally:
             self._open.discard(up_writer.transport)
             up_writer.transport.abort()
 
 
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+@dataclass
+class Held:
+    """A forwarded connection the proxy has stopped carrying: nothing more goes through, not even its end."""
+
+    frozen: bool = False
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, held: Held) -> None:
     try:
         while data := await source.read(65536):
-            sink.write(data)
-            await sink.drain()
+            if not held.frozen:
+                sink.write(data)
+                await sink.drain()
     except OSError:
         sink.transport.abort()
         return
+    if held.frozen:
+        await asyncio.Event().wait()  # silent until cut or closed, like a flow a middlebox dropped
     with contextlib.suppress(OSError, RuntimeError):
         if sink.can_write_eof():
             sink.write_eof()
@@ -409,6 +441,25 @@ def test_a_cut_watch_connection_resumes_from_its_resource_version_and_a_new_node
     assert len(proxy.seen("nodes", watch=False)) == lists_before
     assert hook.get("/readyz") == 200
     assert metric(hook, "immutable_os_webhook_watch_restarts") >= 3
+
+
+def test_a_watch_connection_gone_silent_is_replaced_within_twice_the_renewal_and_a_new_node_judged(
+    plane: ControlPlane, proxied: tuple[ApiProxy, WebhookProcess]
+) -> None:
+    proxy, hook = proxied
+    wait_for(lambda: watching(proxy, 0.0), timeout=10, message="the node watch through the proxy")
+    pool = unique_pool_name("silent")
+    frozen = time.monotonic()
+    proxy.freeze()
+    create_node_pool(admin(plane), pool, 1, os_sku="Flatcar")
+    # Silence is noticed by the read timeout: the renewal period (the server ends the watch then) and as
+    # long again; then a new watch from the last resourceVersion brings the node.
+    deadline = frozen + 2 * RENEWAL_SECONDS + RECOVERY_DEADLINE_SECONDS
+    reflected = judged_within(hook, pool, IMMUTABLE, deadline)
+    resumed = [r for r in proxy.seen("nodes", watch=True, since=frozen) if r.answer == "forwarded"]
+    print(f"\nthe node watch went silent; a node added then was judged {reflected - frozen:.2f}s later")
+    assert resumed and resumed[0].resource_version
+    assert hook.get("/readyz") == 200
 
 
 def test_a_storm_of_410_gone_relists_once_per_410_backs_off_and_recovers(

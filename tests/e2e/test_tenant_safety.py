@@ -590,14 +590,16 @@ def _denied_or_steered(t: Tenant, manifest: Mapping[str, Any]) -> bool:
 
 
 def pod_pinned_to_a_node_that_does_not_exist_yet(t: Tenant) -> None:
-    """nodeName of a node not registered yet: no node matches, so the webhook admits it ("matches no node
-    ... not judged"); when an ACL node of that name registers, its kubelet runs the pod."""
+    """nodeName of a node not registered yet: no node matches, so the webhook judges it against the nodes
+    that could come (label evidence) and steers it off every immutable profile's labels; the kubelet of an
+    immutable node of that name would refuse it (node affinity)."""
     _denied_or_steered(t, pod("early", node_name=f"aks-{unique_pool_name('later')}-12345678-vmss000000"))
 
 
 def pod_pinned_to_a_pool_with_no_nodes_yet(t: Tenant) -> None:
-    """nodeSelector of a pool scaled to zero (a cluster autoscaler scales it up for this very pod): admitted
-    as "matches no node"; the pool's first node registers, and the scheduler binds the pod there."""
+    """nodeSelector of a pool scaled to zero (a cluster autoscaler scales it up for this very pod): judged
+    against the nodes that could come, so steered off every immutable profile's labels; when the pool's
+    first node registers as Azure Container Linux, the scheduler does not bind the pod there."""
     later = unique_pool_name("later")
     try:
         t.core.create_namespaced_pod(t.namespace, pod("early", node_selector={"agentpool": later}))
@@ -616,8 +618,6 @@ class Way:
     limit: str = ""  # why it cannot be blocked at admission (a strict xfail)
 
 
-NOT_YET = ("admission judges against the nodes that exist; a pod whose constraints match only nodes not "
-           "registered yet is admitted unjudged (docs/reliability.md)")  # fmt: skip
 WAYS = [
     Way("gated-pod-then-update-adds-toleration-and-nodeSelector", "edit", gated_then_pinned_to_the_pool_by_update),
     Way("gated-steered-pod-narrowed-to-the-pool-by-update", "edit", gated_steered_then_narrowed_to_the_pool),
@@ -643,8 +643,8 @@ WAYS = [
       for k in ("Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job", "CronJob")),
     Way("workload-template-retargeted-by-update", "edit", deployment_retargeted_by_update),
     Way("workload-steered-pods-by-the-controller", "edit", deployment_steered_pods_land_on_general_nodes),
-    Way("node-name-of-a-node-not-registered-yet", "edit", pod_pinned_to_a_node_that_does_not_exist_yet, NOT_YET),
-    Way("node-selector-of-a-pool-with-no-nodes-yet", "edit", pod_pinned_to_a_pool_with_no_nodes_yet, NOT_YET),
+    Way("node-name-of-a-node-not-registered-yet", "edit", pod_pinned_to_a_node_that_does_not_exist_yet),
+    Way("node-selector-of-a-pool-with-no-nodes-yet", "edit", pod_pinned_to_a_pool_with_no_nodes_yet),
 ]  # fmt: skip
 
 

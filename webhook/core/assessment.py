@@ -39,6 +39,11 @@ from webhook.core.workloads import CONTAINER_FIELDS, POD_TEMPLATE_PATHS, PodSpec
 from webhook.errors import ManifestError
 
 EVIDENCE_ONLY_NOTE = "no current node inventory: placement judged by node label evidence alone"
+# A pool can scale up from zero nodes (the cluster autoscaler, AKS node auto-provisioning) and a node can be
+# named before it registers: what matches no known node is judged against the nodes that could come.
+NO_KNOWN_NODE_NOTE = (
+    "matches none of the {count} known nodes: judged by node label evidence, as for nodes yet to come"
+)
 # Pod fields that decide where a pod lands; a pod UPDATE that changes none of them is not judged again.
 PLACEMENT_FIELDS = ("nodeName", "nodeSelector", "affinity", "tolerations", "schedulingGates")
 
@@ -225,6 +230,21 @@ def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Pla
     return inventory.memo.get(("place", key), partial(_place_now, pod, inventory))
 
 
+def _names_known_nodes(pod: PodSpecView, inventory: Inventory) -> bool:
+    """Whether the spec lets it run only on nodes that exist now (nodeName, or `metadata.name In` in every
+    term): then a node yet to come cannot take it."""
+    constraints = Constraints.of(pod)
+    if constraints.node_name is not None:
+        return constraints.node_name in inventory.pool_of_node
+    if not constraints.terms:
+        return False
+    for term in constraints.terms:
+        names = [r for r in term.fields if r.operator == "In"]
+        if not term.empty and not any(set(r.values) <= inventory.pool_of_node.keys() for r in names):
+            return False
+    return True
+
+
 def _place_now(pod: PodSpecView, inventory: Inventory) -> Placement:
     return place(Constraints.of(pod), inventory)
 
@@ -340,6 +360,11 @@ def assess(
         return Assessment(request, Status.CLEAN, pod, mode=mode)
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
     placement = _place(pod, inventory, config)
+    node_count = inventory.node_count if inventory is not None else 0
+    if inventory is not None and placement.nowhere and not _names_known_nodes(pod, inventory):
+        inventory = None
+        notes = (*notes, NO_KNOWN_NODE_NOTE.format(count=node_count))
+        placement = _place(pod, None, config)
     effects = _Effects(findings, config)
     if inventory is None:
         pools = _pool_effects(placement, effects, inventory)
@@ -369,7 +394,7 @@ def assess(
         daemon_set=_daemon_set(request),
         evidence_only=inventory is None,
         general_selector=suggestion,
-        node_count=inventory.node_count if inventory is not None else 0,
+        node_count=node_count,
     )
 
 

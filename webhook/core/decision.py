@@ -167,7 +167,7 @@ def mutate(a: Assessment, config: Config) -> Verdict:
     if a.mode is not Mode.ENFORCE or not _steers(a, config) or not isinstance(a.plan, SteeringPlan):
         return Verdict(Outcome.UNCHANGED, assessment=a)
     steered = f"steered away from {_pools(a.breaks)}"
-    warnings = [steered, _first_reason(a.breaks), *([_coverage(a)] if a.daemon_set else [])]
+    warnings = [steered, _first_reason(a.breaks), *([_coverage(a)] if a.daemon_set else []), *a.notes]
     audit = _audit(a, Outcome.STEERED, steered=a.plan.steered_from)
     return Verdict(Outcome.STEERED, warnings=tuple(warnings), audit=audit, patch=a.plan.patch, assessment=a)
 
@@ -206,6 +206,7 @@ def validate(a: Assessment, config: Config) -> Verdict:
     if a.mode is Mode.ENFORCE and not daemon_warn:
         fix = _fix(a, refusal)
         message = f"{a.request.display_name} {headline}. {details}. Fix: {fix}."
+        message += "".join(f" Note: {n}." for n in notes)
         audit = _audit(a, Outcome.DENIED)
         return Verdict(Outcome.DENIED, allowed=False, message=message, audit=audit, assessment=a)
     if a.mode is Mode.AUDIT:

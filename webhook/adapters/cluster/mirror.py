@@ -52,8 +52,9 @@ def publish_to(*consumers: OnChange) -> OnChange:
     return publish
 
 
-# The server ends a watch after timeoutSeconds; silence much longer than that means a half-open
-# connection, so the socket read timeout is the watch timeout plus this grace.
+# The server ends a watch after timeoutSeconds; silence much longer than that means a connection that
+# died without closing (a half-open one, a middlebox that dropped the flow), so the socket read timeout is
+# the watch timeout plus a grace: as long again, at most this.
 _WATCH_READ_GRACE_SECONDS = 30.0
 #: How long the server keeps a watch open before the client renews it, at most.
 MAX_WATCH_TIMEOUT_SECONDS = 300
@@ -279,7 +280,7 @@ class ObjectMirror:
                 _preload_content=False,
                 _request_timeout=(
                     self._connect_timeout_seconds,
-                    self._watch_timeout_seconds + _WATCH_READ_GRACE_SECONDS,
+                    self._watch_timeout_seconds + min(_WATCH_READ_GRACE_SECONDS, self._watch_timeout_seconds),
                 ),
             )
         except Exception as error:
