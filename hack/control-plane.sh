@@ -19,29 +19,11 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 
-CACHE_ROOT="${IMMUTABLE_OS_WEBHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/immutable-os-webhook}"
+SCRIPT="hack/control-plane.sh" TAG="control-plane"
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORK_DIR="${CACHE_ROOT}/k8s-${K8S_VERSION}"
 BIN_DIR="${WORK_DIR}/bin"
-
-# Everything but the final KUBEBUILDER_ASSETS line goes to stderr.
-exec 3>&1 1>&2
-
-STEP="startup"
-on_error() {
-    local rc=$?
-    # The trap is inherited by subshells (set -E); report once, from the main shell.
-    [[ ${BASH_SUBSHELL} -eq 0 ]] || exit "${rc}"
-    echo "hack/control-plane.sh: FAILED at step: ${STEP} (exit ${rc})" >&2
-    exit "${rc}"
-}
-trap on_error ERR
-
-log() { echo "[control-plane] $*" >&2; }
-
-STEP="check prerequisites"
-for tool in go jq; do
-    command -v "${tool}" >/dev/null || { echo "hack/control-plane.sh: '${tool}' not found on PATH (step: ${STEP})" >&2; exit 1; }
-done
 
 if [[ ! "${K8S_VERSION}" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]]; then
     echo "hack/control-plane.sh: K8S_VERSION must look like v1.<minor>.<patch>, got '${K8S_VERSION}'" >&2

@@ -17,26 +17,10 @@ set -Eeuo pipefail
 KYVERNO_VERSION="${KYVERNO_VERSION:-v1.19.1}"
 MODULE="github.com/kyverno/kyverno"
 
-CACHE_ROOT="${IMMUTABLE_OS_WEBHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/immutable-os-webhook}"
+SCRIPT="hack/kyverno.sh" TAG="kyverno"
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORK_DIR="${CACHE_ROOT}/kyverno-${KYVERNO_VERSION}"
-
-exec 3>&1 1>&2
-
-STEP="startup"
-on_error() {
-    local rc=$?
-    [[ ${BASH_SUBSHELL} -eq 0 ]] || exit "${rc}"
-    echo "hack/kyverno.sh: FAILED at step: ${STEP} (exit ${rc})" >&2
-    exit "${rc}"
-}
-trap on_error ERR
-
-log() { echo "[kyverno] $*" >&2; }
-
-STEP="check prerequisites"
-for tool in go jq; do
-    command -v "${tool}" >/dev/null || { echo "hack/kyverno.sh: '${tool}' not found on PATH (step: ${STEP})" >&2; exit 1; }
-done
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:+${GOFLAGS} }-buildvcs=false"
 mkdir -p "${WORK_DIR}"

@@ -69,6 +69,13 @@ def assets_dir() -> Path:
         pytest.skip(message)
 
 
+@pytest.fixture(scope="module")
+def plane(assets_dir: Path) -> Iterator[ControlPlane]:
+    """A control plane of the module's own, for tests that stop, restart or cut it."""
+    with ControlPlane(assets_dir) as cp:
+        yield cp
+
+
 @pytest.fixture(scope="session")
 def control_plane(assets_dir: Path) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + kube-scheduler for the whole session (no controller-manager: ask for the

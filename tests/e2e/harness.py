@@ -810,3 +810,8 @@ def iter_audit_annotations(
     for event in events:
         for key, value in (event.get("annotations") or {}).items():
             yield event, key, value
+
+
+def admin(cp: ControlPlane) -> k8s.CoreV1Api:
+    """A fresh admin client: after an apiserver restart the old one's pooled connections are dead."""
+    return k8s.CoreV1Api(cp.api_client())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,13 @@ from tests import aks
 from webhook.adapters.cluster import FIELD_MANAGER
 from webhook.core.config import PROFILE_LABEL
 
-from .harness import REPO_ROOT, ControlPlane, create_node_pool, unique_pool_name, wait_for
+from .harness import REPO_ROOT, ControlPlane, admin, create_node_pool, unique_pool_name, wait_for
 from .webhook_fixture import WebhookProcess
 
 OS_SKU = "kubernetes.azure.com/os-sku"
 IMAGE_VERSION = "kubernetes.azure.com/node-image-version"
 CHART = REPO_ROOT / "charts" / "immutable-os-webhook"
 APPLY_PATCH = "application/apply-patch+yaml"
-
-
-@pytest.fixture(scope="module")
-def plane(assets_dir: Path) -> Iterator[ControlPlane]:
-    with ControlPlane(assets_dir) as cp:
-        yield cp
-
-
-def admin(cp: ControlPlane) -> k8s.CoreV1Api:
-    """A fresh admin client: after an apiserver restart the old one's pooled connections are dead."""
-    return k8s.CoreV1Api(cp.api_client())
 
 
 # ------------------------------------------------------------------------------------------ the labeller

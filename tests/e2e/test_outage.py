@@ -28,9 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from kubernetes import client as k8s
 
-from .harness import LOOPBACK, ControlPlane, create_node_pool, unique_pool_name, wait_for
+from .harness import LOOPBACK, ControlPlane, admin, create_node_pool, unique_pool_name, wait_for
 from .webhook_fixture import WebhookProcess
 
 OUTAGE_SECONDS = 20.0
@@ -51,17 +50,6 @@ NO_NODE = "denied: no node of the current inventory matches; judged for the node
 # Without a current inventory the pod could land on any pool label evidence imagines, immutable ones
 # included, and it was not steered away from them: denied, naming those imagined pools.
 EVIDENCE = "denied: could land on unknown immutable nodes (label evidence alone)"
-
-
-@pytest.fixture(scope="module")
-def plane(assets_dir: Path) -> Iterator[ControlPlane]:
-    with ControlPlane(assets_dir) as cp:
-        yield cp
-
-
-def admin(cp: ControlPlane) -> k8s.CoreV1Api:
-    """A fresh admin client: after an apiserver restart the old one's pooled connections are dead."""
-    return k8s.CoreV1Api(cp.api_client())
 
 
 def host_path_review(pool: str) -> dict[str, Any]:
