@@ -29,24 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests import fuzzing
 from tests.pki import HOST, Pki
-from tests.serving import Process
-from webhook.adapters.http.edge import MAX_BODY_BYTES
+from tests.serving import Process, hold
 
 REVIEW = fuzzing.corpus()[0].encode()
-
-
-async def hold(port: int, context: ssl.SSLContext, kind: int) -> Any:
-    """One held connection: TCP only, TLS idle, a head that never ends, a body far from its length."""
-    if kind == 0:
-        return await asyncio.open_connection(HOST, port)
-    reader, writer = await asyncio.open_connection(HOST, port, ssl=context, server_hostname=HOST)
-    if kind == 2:
-        writer.write(b"POST /validate HTTP/1.1\r\nHost: webhook\r\nX-Slow: ")
-    elif kind == 3:
-        writer.write(b"POST /validate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {MAX_BODY_BYTES}\r\n\r\n".encode() + b" " * 300_000)  # fmt: skip
-    await writer.drain()
-    return reader, writer
 
 
 async def held_connections(process: Process, context: ssl.SSLContext, count: int) -> dict[str, Any]:

@@ -33,16 +33,8 @@ K8S_MINOR="${BASH_REMATCH[1]}"
 K8S_PATCH="${BASH_REMATCH[2]}"
 STAGING_VERSION="v0.${K8S_MINOR}.${K8S_PATCH}"
 
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:+${GOFLAGS} }-buildvcs=false"
-
 mkdir -p "${BIN_DIR}"
-
-# One build at a time per cache directory.
-STEP="lock ${WORK_DIR}"
-exec 9>"${WORK_DIR}/.lock"
-if command -v flock >/dev/null; then
-    flock -w 3600 9
-fi
+lock_work_dir
 
 # have <binary> <expected substring> <version args...>: true when the binary exists, runs, and reports the
 # expected version.

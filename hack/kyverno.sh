@@ -22,14 +22,8 @@ SCRIPT="hack/kyverno.sh" TAG="kyverno"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORK_DIR="${CACHE_ROOT}/kyverno-${KYVERNO_VERSION}"
 
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:+${GOFLAGS} }-buildvcs=false"
 mkdir -p "${WORK_DIR}"
-
-STEP="lock ${WORK_DIR}"
-exec 9>"${WORK_DIR}/.lock"
-if command -v flock >/dev/null; then
-    flock -w 3600 9
-fi
+lock_work_dir
 
 SECONDS=0
 # The binary is complete only once the stamp names its version (go build writes the output in place).

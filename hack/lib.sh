@@ -23,3 +23,15 @@ STEP="check prerequisites"
 for tool in go jq; do
     command -v "${tool}" >/dev/null || { echo "${SCRIPT}: '${tool}' not found on PATH (step: ${STEP})" >&2; exit 1; }
 done
+
+# Go builds from the module proxy: static, with this machine's toolchain, no VCS stamping.
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:+${GOFLAGS} }-buildvcs=false"
+
+# One build at a time per cache directory: call with WORK_DIR set (fd 9 holds the lock until exit).
+lock_work_dir() {
+    STEP="lock ${WORK_DIR}"
+    exec 9>"${WORK_DIR}/.lock"
+    if command -v flock >/dev/null; then
+        flock -w 3600 9
+    fi
+}

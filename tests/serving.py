@@ -15,6 +15,7 @@ import json
 import queue
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -291,3 +292,19 @@ class Process:
             for stream in (self.proc.stdout, self.proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+async def hold(port: int, context: ssl.SSLContext, kind: int) -> Any:
+    """One held connection of four kinds: TCP without TLS, TLS and nothing more, a head that never
+    ends, and a body far from its declared length."""
+    if kind == 0:
+        return await asyncio.open_connection(HOST, port)
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=context, server_hostname=HOST)
+    if kind == 2:
+        writer.write(b"POST /validate HTTP/1.1\r\nHost: webhook\r\nX-Slow: ")
+    elif kind == 3:
+        length = edge.MAX_BODY_BYTES
+        writer.write(b"POST /validate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {length}\r\n\r\n".encode() + b" " * 300_000)  # fmt: skip
+    await writer.drain()
+    return reader, writer

@@ -27,7 +27,7 @@ import yaml
 
 from tests.builders import host_path, review_for, tweak
 from tests.pki import HOST, Pki
-from tests.serving import JSON, REPO, Process, Served, sample, service_for, serving
+from tests.serving import JSON, REPO, Process, Served, hold, sample, service_for, serving
 from webhook.adapters.http import edge
 from webhook.adapters.http.connections import ConnectionLimits
 
@@ -263,22 +263,6 @@ def enough_file_descriptors() -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-async def hold(port: int, context: ssl.SSLContext, kind: int) -> Any:
-    """One held connection of four kinds: TCP without TLS, TLS and nothing more, a head that never
-    ends, and a body far from its declared length."""
-    if kind == 0:
-        return await asyncio.open_connection(HOST, port)
-    reader, writer = await asyncio.open_connection(HOST, port, ssl=context, server_hostname=HOST)
-    if kind == 2:
-        writer.write(b"POST /validate HTTP/1.1\r\nHost: webhook\r\nX-Slow: ")
-    elif kind == 3:
-        length = edge.MAX_BODY_BYTES
-        writer.write(b"POST /validate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {length}\r\n\r\n".encode() + b" " * 300_000)  # fmt: skip
-    await writer.drain()
-    return reader, writer
 
 
 async def test_2000_held_and_slow_connections_stay_under_the_charts_memory_limit(
