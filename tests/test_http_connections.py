@@ -194,8 +194,8 @@ async def test_when_every_connection_is_being_answered_a_new_one_waits_instead_o
     release = threading.Event()
     read_json = edge.BodyReader.read_json
 
-    async def held(self: edge.BodyReader, request: Any) -> Any:
-        body = await read_json(self, request)
+    async def held(self: edge.BodyReader, scope: Any, receive: Any) -> Any:
+        body = await read_json(self, scope, receive)
         for _ in range(1000):  # bounded: 10 s
             if release.is_set():
                 break

@@ -1,8 +1,11 @@
 """The HTTP edge of a review: content type, body cap, pending-bytes budget, JSON decoding, error answers.
 
-`BodyReader.read_json` turns a request into a decoded body or raises `Refusal`, a typed error that knows
-its HTTP status, its metric label and the `{"error", "field", "fix"}` answer. Nothing here knows what a
-review is; what a review may contain is the core's business.
+`BodyReader.read_json` turns an ASGI request (scope and receive) into a decoded body or raises `Refusal`,
+a typed error that knows its HTTP status, its metric label and the `{"error", "field", "fix"}` answer;
+`send_json` writes an answer. They work on ASGI messages directly, not through starlette's Request and
+Response: /mutate and /validate are the path of every pod create, and those objects cost about a tenth
+of a host-access review. Nothing here knows what a review is; what a review may contain is the core's
+business.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 MiB = 1024 * 1024
 
@@ -58,25 +61,61 @@ class Limits:
     max_json_values: int = MAX_JSON_VALUES
 
 
-class AsciiJSONResponse(JSONResponse):
+def ascii_json(content: Any) -> bytes:
     """JSON with every non-ASCII character escaped. A review may carry a lone surrogate (`"\\ud800"` is
     legal JSON and decodes to one), which a UTF-8 encoder refuses: echoing it must not become a 500."""
+    # orjson writes the same bytes as json.dumps for ASCII text (answers carry strings, booleans and
+    # integers); anything else (non-ASCII, a lone surrogate) takes the stdlib's escaping path.
+    with contextlib.suppress(orjson.JSONEncodeError):
+        fast = orjson.dumps(content)
+        if fast.isascii():
+            return fast
+    return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+class AsciiJSONResponse(JSONResponse):
+    """starlette's JSONResponse, written by `ascii_json`."""
 
     def render(self, content: Any) -> bytes:
-        # orjson writes the same bytes as json.dumps for ASCII text (answers carry strings, booleans and
-        # integers); anything else (non-ASCII, a lone surrogate) takes the stdlib's escaping path.
-        with contextlib.suppress(orjson.JSONEncodeError):
-            fast = orjson.dumps(content)
-            if fast.isascii():
-                return fast
-        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+        return ascii_json(content)
+
+
+def error_content(message: str, field_name: str = "", fix: str = "") -> dict[str, str]:
+    return {"error": message, "field": field_name, "fix": fix}
 
 
 def error_response(status: int, message: str, field_name: str = "", fix: str = "") -> JSONResponse:
     # A refusal may come before the body is read. uvicorn then reads and drops the rest (bounded by the
     # body deadline) and keeps the connection: closing it under a client still sending would make most
     # clients lose the answer to a reset.
-    return AsciiJSONResponse({"error": message, "field": field_name, "fix": fix}, status_code=status)
+    return AsciiJSONResponse(error_content(message, field_name, fix), status_code=status)
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+async def send_json(
+    send: Send, status: int, content: Any, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """The answer `content` as JSON (`ascii_json`), with the headers starlette's JSONResponse sends."""
+    body = ascii_json(content)
+    length = (b"content-length", str(len(body)).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [length, _JSON_TYPE, *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_empty(send: Send, status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    start = [(b"content-length", b"0"), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def header(scope: Scope, name: bytes) -> str:
+    """The first value of header `name` (lower case, as ASGI servers hand them over), or ""."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 class Refusal(Exception):
@@ -90,11 +129,9 @@ class Refusal(Exception):
         self.field = field_name
         self.fix = fix
 
-    def response(self) -> JSONResponse:
-        response = error_response(self.status, self.message, self.field, self.fix)
-        if self.status == 503:
-            response.headers["retry-after"] = "1"
-        return response
+    async def send(self, send: Send) -> None:
+        headers = ((b"retry-after", b"1"),) if self.status == 503 else ()
+        await send_json(send, self.status, error_content(self.message, self.field, self.fix), headers)
 
 
 class ClientGone(Exception):
@@ -116,32 +153,45 @@ class BodyReader:
         #: Bytes of bodies being read or decoded now, beyond each body's free allowance.
         self.pending = 0
 
-    async def read_json(self, request: Request) -> Any:
+    async def read_json(self, scope: Scope, receive: Receive) -> Any:
         """The request's body, decoded. `Refusal` for a wrong content type, a body over the cap or the
         budget, or not JSON; `ClientGone` if the client hung up while sending it."""
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = header(scope, b"content-type").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise Refusal(415, "content-type", f"content type {content_type or 'none'} is not JSON",
                           "Content-Type", "send application/json")  # fmt: skip
         charged = 0
         try:
-            raw, charged = await self._read(request)
+            raw, charged = await self._read(scope, receive)
             return self._decode(raw)
         finally:
             self.pending -= charged
 
-    async def _read(self, request: Request) -> tuple[bytearray, int]:
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes | bytearray, int]:
         limits = self.limits
-        declared = request.headers.get("content-length", "")
+        declared = header(scope, b"content-length")
         if declared.isdigit():
             if int(declared) > limits.max_body_bytes:
                 raise self._too_large()
             if int(declared) - limits.free_bytes_per_body > limits.max_pending_body_bytes - self.pending:
                 raise self._busy()
+        message = await receive()
+        chunk = message.get("body", b"")
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            # The whole body in one message: a review under uvicorn's read size, the common case.
+            if len(chunk) > limits.max_body_bytes:
+                raise self._too_large()
+            owed = max(0, len(chunk) - limits.free_bytes_per_body)
+            if owed > limits.max_pending_body_bytes - self.pending:
+                raise self._busy()
+            self.pending += owed
+            return chunk, owed
         body, charged = bytearray(), 0
         try:
-            async for chunk in request.stream():
-                body += chunk
+            while True:
+                if message["type"] != "http.request":  # http.disconnect
+                    raise ClientGone
+                body += message.get("body", b"")
                 if len(body) > limits.max_body_bytes:
                     raise self._too_large()
                 owed = max(0, len(body) - limits.free_bytes_per_body) - charged
@@ -150,16 +200,20 @@ class BodyReader:
                         raise self._busy()
                     self.pending += owed
                     charged += owed
-        except ClientDisconnect:
-            self.pending -= charged
-            raise ClientGone from None
-        except Refusal:
+                if not message.get("more_body", False):
+                    break
+                message = await receive()
+        except (ClientGone, Refusal):
             self.pending -= charged
             raise
         return body, charged
 
-    def _decode(self, raw: bytearray) -> Any:
-        values = raw.count(b",") + raw.count(b"{") + raw.count(b"[")
+    def _decode(self, raw: bytes | bytearray) -> Any:
+        # Every value after the first follows one of those bytes, so a body of fewer bytes than the
+        # limit holds fewer values: only a larger one is counted.
+        values = 0
+        if len(raw) > self.limits.max_json_values:
+            values = raw.count(b",") + raw.count(b"{") + raw.count(b"[")
         if values > self.limits.max_json_values:
             raise Refusal(413, "too-large", f"JSON with {values} values, over {self.limits.max_json_values}",
                           "<body>", "no AdmissionReview holds this many")  # fmt: skip

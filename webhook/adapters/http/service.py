@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from prometheus_client import Counter, Histogram
-from starlette.requests import Request as HttpRequest
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from webhook.adapters.http import edge
 from webhook.adapters.http.inventory import InventoryState
@@ -92,47 +91,54 @@ class AdmissionService:
             review = errored(uid, message, allow=self.config.allow_on_internal_error)
             return Judged(uid, review, failure=err, failure_message=message)
 
-    async def mutate(self, http: HttpRequest) -> Response:
-        return await self.handle(Endpoint.MUTATE, http)
+    async def mutate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI: POST /mutate."""
+        await self.handle(Endpoint.MUTATE, scope, receive, send)
 
-    async def validate(self, http: HttpRequest) -> Response:
-        return await self.handle(Endpoint.VALIDATE, http)
+    async def validate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI: POST /validate."""
+        await self.handle(Endpoint.VALIDATE, scope, receive, send)
 
-    async def handle(self, endpoint: Endpoint, http: HttpRequest) -> Response:
+    async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         with self.metrics.in_flight.track_inprogress():
-            return await self._handle(endpoint, http)
+            await self._handle(endpoint, scope, receive, send)
 
-    async def _handle(self, endpoint: Endpoint, http: HttpRequest) -> Response:
+    async def _handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         try:
-            body = await self.bodies.read_json(http)
+            body = await self.bodies.read_json(scope, receive)
         except edge.Refusal as refusal:
             self.metrics.rejected.labels(refusal.reason).inc()
-            return refusal.response()
+            await refusal.send(send)
+            return
         except edge.ClientGone:
             # Not an error of ours: counted, and logged at debug, without a traceback.
             self.metrics.hangups.inc()
             edge_log.debug(
-                "client hung up while sending its request", extra={"fields": {"path": http.url.path}}
+                "client hung up while sending its request", extra={"fields": {"path": scope["path"]}}
             )
-            return Response(status_code=400, headers={"connection": "close"})  # nobody left to read it
+            await edge.send_empty(send, 400, ((b"connection", b"close"),))  # nobody left to read it
+            return
         uid = edge.uid_of(body)
         if len(uid) > MAX_UID_LENGTH:
             self.metrics.rejected.labels("review").inc()
-            return edge.error_response(400, f"uid of {len(uid)} characters, over {MAX_UID_LENGTH}",
-                                       "request.uid", "send the uid the apiserver generated")  # fmt: skip
+            await edge.send_json(send, 400, edge.error_content(
+                f"uid of {len(uid)} characters, over {MAX_UID_LENGTH}", "request.uid",
+                "send the uid the apiserver generated"))  # fmt: skip
+            return
         try:
             judged = self._decide(endpoint, body)
         except ReviewError as err:
             self.metrics.rejected.labels("review").inc()
-            return edge.error_response(400, err.message, err.field, err.fix)
+            await edge.send_json(send, 400, edge.error_content(err.message, err.field, err.fix))
+            return
         if judged.verdict is not None:
             self._record(endpoint, judged, judged.verdict, time.perf_counter() - started)
         else:
             self.metrics.errors.labels(endpoint.value).inc()
             fields = {"uid": judged.uid, "endpoint": endpoint.value, "error": judged.failure_message}
             review_log.error("review failed", exc_info=judged.failure, extra={"fields": fields})
-        return edge.AsciiJSONResponse(judged.review)
+        await edge.send_json(send, 200, judged.review)
 
     def _record(self, endpoint: Endpoint, judged: Judged, verdict: Verdict, elapsed: float) -> None:
         mode = verdict.mode.value if verdict.mode else "-"
