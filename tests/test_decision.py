@@ -30,6 +30,7 @@ from tests.builders import (
 )
 from webhook.core.admission import Decision, Endpoint, Outcome, Verdict, answer, decide, respond
 from webhook.core.config import Config, Mode
+from webhook.core.mutation import SteeringPlan
 from webhook.core.placement import Inventory, Node
 
 ON_FLATCAR = set_field("nodeSelector", {OS_SKU: "Flatcar"})
@@ -550,6 +551,40 @@ def test_remembered_answers_follow_every_field_they_read() -> None:
     assert validate(with_read_only(None), config, inventory=inventory).outcome is Outcome.DENIED
     # A readOnly that is no boolean is no read: the pod cannot be judged (tests/test_server.py, MALFORMED).
     assert validate(with_read_only(float("inf")), config, inventory=inventory).outcome is Outcome.INVALID
+
+
+def test_a_remembered_steering_plan_fits_each_pod_it_is_given_to() -> None:
+    """The judgement (placement, effects, steering plan) is remembered for the pods of one workload. The
+    patch must still fit each pod's own metadata, a pod that exists must still not be moved, and the
+    steered object must be the pod under review, whichever pod came first."""
+    annotated = tweak(WRITES_USR)
+    annotated["metadata"]["annotations"] = {"team": "a"}
+    bare = tweak(WRITES_USR)
+    bare["metadata"].pop("annotations", None)
+    bare["metadata"]["name"] = "other"
+    twin = copy.deepcopy(annotated)
+    twin["metadata"]["name"] = "twin"
+    # As the service decodes them: equal specs then make equal memo keys (decoding shares no strings).
+    annotated, bare, twin = (json.loads(json.dumps(pod)) for pod in (annotated, bare, twin))
+    for order in ((annotated, bare, twin), (bare, annotated, twin)):
+        config, inventory = Config(), mixed_inventory()
+        for pod in order:
+            request = request_for(pod)
+            verdict = answer(request, endpoint=Endpoint.MUTATE, config=config, inventory=inventory,
+                             namespace_labels={})  # fmt: skip
+            steered = jsonpatch.apply_patch(pod, patch_of(verdict))  # fails if the patch does not fit
+            assert (
+                steered["metadata"]["annotations"].items() >= pod["metadata"].get("annotations", {}).items()
+            )
+            assert verdict.assessment is not None and isinstance(verdict.assessment.plan, SteeringPlan)
+            assert verdict.assessment.plan.steered_object == steered
+        update = replace(
+            request_for(tweak(WRITES_USR), operation="UPDATE"), old_object=tweak(WRITES_USR, ON_UBUNTU)
+        )
+        verdict = answer(
+            update, endpoint=Endpoint.VALIDATE, config=config, inventory=inventory, namespace_labels={}
+        )
+        assert verdict.outcome is Outcome.DENIED and "cannot be moved" in verdict.message
 
 
 def test_a_pod_placed_again_with_other_constraints_is_placed_anew() -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import enum
 import marshal
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from typing import Any
 
 from webhook.core import policy
 from webhook.core.config import MAX_MEMO_KEY_BYTES, NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
 from webhook.core.contracts import Effect, worst
-from webhook.core.mutation import SteeringPlan, SteeringRefusal, steer_away_from
+from webhook.core.mutation import SteeringPlan, SteeringRefusal, apply_patch, steer_away_from
 from webhook.core.placement import (
     Constraints,
     Inventory,
@@ -104,11 +104,11 @@ class Assessment:
     def with_effect(self, effect: Effect) -> tuple[PoolEffect, ...]:
         return tuple(p for p in self.pools if p.effect is effect)
 
-    @property
+    @cached_property
     def breaks(self) -> tuple[PoolEffect, ...]:
         return self.with_effect(Effect.BREAKS)
 
-    @property
+    @cached_property
     def degrades(self) -> tuple[PoolEffect, ...]:
         return self.with_effect(Effect.DEGRADES)
 
@@ -212,22 +212,32 @@ def _content_key(pod: PodSpecView, fields: tuple[str, ...]) -> bytes | None:
     return key if len(key) <= MAX_MEMO_KEY_BYTES else None  # a giant pod is judged afresh, not kept
 
 
-def _evaluate(pod: PodSpecView, config: Config) -> tuple[Finding, ...]:
-    """policy.evaluate, remembered per config for the pods of one workload (they hold the same fields)."""
-    key = _content_key(pod, CHECKED_FIELDS)
+def _evaluate(pod: PodSpecView, config: Config, key: bytes | None) -> tuple[Finding, ...]:
+    """policy.evaluate, remembered per config under `key` (the content key of CHECKED_FIELDS) for the
+    pods of one workload (they hold the same fields)."""
     if key is None:
         return policy.evaluate(pod, config)
     return config.memoized(("findings", key), partial(policy.evaluate, pod, config))
 
 
-def _place(pod: PodSpecView, inventory: Inventory | None, config: Config) -> Placement:
+def _place(
+    pod: PodSpecView, inventory: Inventory | None, config: Config, key: bytes | None = None
+) -> Placement:
+    """Where it can land: in the inventory, or without one by the label evidence. Remembered under `key`
+    (the content key of PLACEMENT_SPEC_FIELDS; computed here when not given): the pods of one workload
+    ask the same of the same inventory."""
+    key = key if key is not None else _content_key(pod, PLACEMENT_SPEC_FIELDS)
     if inventory is None:
-        return place_by_evidence(Constraints.of(pod), config)
-    # The pods of one workload ask the same of the same inventory: placed once.
-    key = _content_key(pod, PLACEMENT_SPEC_FIELDS)
+        if key is None:
+            return place_by_evidence(Constraints.of(pod), config)
+        return config.memoized(("evidence-place", key), partial(_place_by_evidence_now, pod, config))
     if key is None:
         return place(Constraints.of(pod), inventory)
     return inventory.memo.get(("place", key), partial(_place_now, pod, inventory))
+
+
+def _place_by_evidence_now(pod: PodSpecView, config: Config) -> Placement:
+    return place_by_evidence(Constraints.of(pod), config)
 
 
 def _names_known_nodes(pod: PodSpecView, inventory: Inventory) -> bool:
@@ -351,7 +361,12 @@ def assess(
     pod = pod_spec_view(request.object, request.kind)
     if pod.string("runtimeClassName") in config.exemptions.runtime_classes:
         return Assessment(request, Status.EXEMPT, pod, exemption="runtimeClass")
-    findings = _evaluate(pod, config)
+    # Both keys before judging: a memo entry made from this pod holds its strings, and marshal writes
+    # an object held elsewhere differently (as a reference), so a key taken later would not match the
+    # same fields of the next pod.
+    checked = _content_key(pod, CHECKED_FIELDS)
+    placed = _content_key(pod, PLACEMENT_SPEC_FIELDS)
+    findings = _evaluate(pod, config, checked)
     if request.sub_resource == "ephemeralcontainers" and request.old_object is not None:
         # Judge what the debug container adds, not the host access the running pod already had.
         before = set(policy.evaluate(pod_spec_view(request.old_object, request.kind), config))
@@ -359,12 +374,86 @@ def assess(
     if not findings:
         return Assessment(request, Status.CLEAN, pod, mode=mode)
     notes = tuple(n for n in (mode_note, "" if inventory is not None else EVIDENCE_ONLY_NOTE) if n)
-    placement = _place(pod, inventory, config)
-    node_count = inventory.node_count if inventory is not None else 0
+    judgement = _judgement(request, pod, findings, config, inventory, checked, placed)
+    return Assessment(
+        request,
+        Status.JUDGED,
+        pod,
+        mode=mode,
+        notes=(*notes, *judgement.notes),
+        findings=findings,
+        placement=judgement.placement,
+        pools=judgement.pools,
+        plan=judgement.plan,
+        daemon_set=_daemon_set(request),
+        evidence_only=judgement.evidence_only,
+        general_selector=judgement.general_selector,
+        node_count=inventory.node_count if inventory is not None else 0,
+    )
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    """What `assess` makes of a pod with host access, beyond its findings: where it lands, the effect
+    there, the steering plan."""
+
+    placement: Placement
+    pools: tuple[PoolEffect, ...]
+    plan: SteeringPlan | SteeringRefusal | None
+    evidence_only: bool
+    general_selector: tuple[str, str] | None
+    notes: tuple[str, ...]
+
+
+def _judgement(
+    request: Request,
+    pod: PodSpecView,
+    findings: tuple[Finding, ...],
+    config: Config,
+    inventory: Inventory | None,
+    checked: bytes | None,
+    placed: bytes | None,
+) -> _Judgement:
+    """`_judge`, remembered per inventory (or per config, without one) for the pods of one workload.
+
+    The key holds all it reads: the spec fields the checks read (which give the findings) and those
+    placement reads, where the spec sits, what gates steering (kind, operation, subresource) and the
+    shape of the pod's metadata (where the steering annotation goes). A remembered plan's patch is
+    applied to this request's object, so `SteeringPlan.steered_object` is always its own."""
+    if checked is None or placed is None or request.sub_resource == "ephemeralcontainers":
+        return _judge(request, pod, findings, config, inventory, placed)
+    key = ("judgement", config.memo, checked, placed, request.kind, request.operation, request.sub_resource,
+           _metadata_shape(pod))  # fmt: skip
+    memo = inventory.memo if inventory is not None else config.memo
+    judgement = memo.get(key, partial(_judge, request, pod, findings, config, inventory, placed))
+    plan = judgement.plan
+    if isinstance(plan, SteeringPlan) and request.object is not None:
+        plan = SteeringPlan(plan.patch, apply_patch(request.object, plan.patch), plan.steered_from)
+        judgement = replace(judgement, plan=plan)
+    return judgement
+
+
+def _metadata_shape(pod: PodSpecView) -> int:
+    """What the steering patch reads of the pod's metadata (mutation._annotation_ops)."""
+    if not pod.metadata:
+        return 0
+    return 1 if pod.metadata.get("annotations") is None else 2
+
+
+def _judge(
+    request: Request,
+    pod: PodSpecView,
+    findings: tuple[Finding, ...],
+    config: Config,
+    inventory: Inventory | None,
+    placed: bytes | None,
+) -> _Judgement:
+    notes: tuple[str, ...] = ()
+    placement = _place(pod, inventory, config, placed)
     if inventory is not None and placement.nowhere and not _names_known_nodes(pod, inventory):
+        notes = (NO_KNOWN_NODE_NOTE.format(count=inventory.node_count),)
         inventory = None
-        notes = (*notes, NO_KNOWN_NODE_NOTE.format(count=node_count))
-        placement = _place(pod, None, config)
+        placement = _place(pod, None, config, placed)
     effects = _Effects(findings, config)
     if inventory is None:
         pools = _pool_effects(placement, effects, inventory)
@@ -381,21 +470,7 @@ def assess(
             suggestion = inventory.memo.get(("general_selector",), partial(general_selector, inventory))
         if not all(breaking):  # not `only_breaking`: it can land somewhere it does not break
             plan = _plan(request, pod, config, inventory, placement, effects)
-    return Assessment(
-        request,
-        Status.JUDGED,
-        pod,
-        mode=mode,
-        notes=notes,
-        findings=findings,
-        placement=placement,
-        pools=pools,
-        plan=plan,
-        daemon_set=_daemon_set(request),
-        evidence_only=inventory is None,
-        general_selector=suggestion,
-        node_count=node_count,
-    )
+    return _Judgement(placement, pools, plan, inventory is None, suggestion, notes)
 
 
 def _plan(
