@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from webhook.adapters import cluster, tls
 from webhook.adapters.files import load_config, load_namespace_labels, load_nodes
 from webhook.adapters.http.app import create_app
 from webhook.adapters.http.connections import ConnectionLimits
 from webhook.adapters.http.inventory import InventoryState
+from webhook.adapters.http.logs import LineHandler
 from webhook.adapters.http.serve import DRAIN_SECONDS, ServeOptions, serve
 from webhook.adapters.http.service import AdmissionService
 from webhook.adapters.http.sources import ClusterSource, InventorySource, StaticSource
@@ -129,64 +127,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# What json.dumps would hand to `default` (str) goes there under orjson too.
-_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, and the record's `fields` (from `extra`)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                                 "logger": record.name, "msg": record.getMessage()}  # fmt: skip
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info).splitlines()[-1]
-        try:
-            return orjson.dumps(entry, default=str, option=_PASSTHROUGH).decode()
-        except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits
-            return json.dumps(entry, default=str)
-
-
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A StreamHandler that flushes once per turn of the event loop rather than once per line.
-
-    Each flush of stdout is a write(2); under load an event loop turn answers several reviews, each with
-    its line, and their lines now go out in one write. Lines logged off the loop (the cluster watch's
-    threads, startup, shutdown) are flushed at once, as before, and `logging.shutdown` flushes at exit.
-    What a SIGKILL can lose is the lines of the loop turn it interrupts."""
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._flush_due = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        if not self._flush_due:
-            self._flush_due = True
-            loop.call_soon(self._flush_now)
-
-    def _flush_now(self) -> None:
-        self._flush_due = False
-        self.flush()
-
-
 def configure_logging(level: str) -> None:
     handler = LineHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

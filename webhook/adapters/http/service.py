@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Scope, Send
 
-from webhook.adapters.http import edge
+from webhook.adapters.http import edge, logs
 from webhook.adapters.http.inventory import InventoryState
 from webhook.adapters.http.metrics import Metrics
 from webhook.adapters.http.sources import InventorySource
@@ -161,7 +161,7 @@ class AdmissionService:
             }  # fmt: skip
             if verdict.assessment is not None and verdict.assessment.invalid:
                 fields["invalid"] = verdict.assessment.invalid[:MAX_LOGGED_LENGTH]
-            review_log.log(level, "review", extra={"fields": fields})
+            logs.log_fields(review_log, level, "review", fields)
 
     def _child(self, metric: MetricT, *labels: str) -> MetricT:
         """`metric.labels(*labels)`, looked up once: the label values come from a few fixed sets."""
