@@ -20,7 +20,7 @@ from typing import Any
 from webhook.core import policy
 from webhook.core.config import MAX_MEMO_KEY_BYTES, NAMESPACE_MODE_LABEL, Config, Mode, SteeringStrategy
 from webhook.core.contracts import Effect, worst
-from webhook.core.mutation import SteeringPlan, SteeringRefusal, apply_patch, steer_away_from
+from webhook.core.mutation import SteeringPlan, SteeringRefusal, steer_away_from
 from webhook.core.placement import (
     Constraints,
     Inventory,
@@ -83,6 +83,40 @@ class PoolEffect:
         return f"pool {self.name} ({', '.join(details)})" if details else f"pool {self.name}"
 
 
+class PoolEffects(tuple[PoolEffect, ...]):
+    """The pools a pod can land on, with what the verdicts say of them worked out once: a remembered
+    judgement hands the same PoolEffects to every pod of its workload."""
+
+    def with_effect(self, effect: Effect) -> PoolEffects:
+        key = _EFFECT_KEYS[effect]
+        found: PoolEffects | None = self.__dict__.get(key)
+        if found is None:
+            found = self.__dict__[key] = PoolEffects(p for p in self if p.effect is effect)
+        return found
+
+    @property
+    def names(self) -> str:
+        """`class:name` of each, comma-separated: the audit annotations' form."""
+        names: str | None = self.__dict__.get("names")
+        if names is None:
+            names = self.__dict__["names"] = ",".join(f"{p.pool.node_class.value}:{p.name}" for p in self)
+        return names
+
+    def shown(self, limit: int = 3) -> str:
+        """The first `limit` described, and how many more: the messages' form."""
+        key = f"shown:{limit}"
+        shown: str | None = self.__dict__.get(key)
+        if shown is None:
+            shown = ", ".join(p.describe() for p in self[:limit])
+            shown += f" and {len(self) - limit} more" if len(self) > limit else ""
+            self.__dict__[key] = shown
+        return shown
+
+
+NO_POOLS = PoolEffects()
+_EFFECT_KEYS = {effect: f"with:{effect.value}" for effect in Effect}
+
+
 @dataclass(frozen=True)
 class Assessment:
     request: Request
@@ -93,7 +127,7 @@ class Assessment:
     exemption: str = ""
     findings: tuple[Finding, ...] = ()
     placement: Placement | None = None
-    pools: tuple[PoolEffect, ...] = ()  # each node pool it can land on
+    pools: PoolEffects = NO_POOLS  # each node pool it can land on
     plan: SteeringPlan | SteeringRefusal | None = None  # when it breaks on some pools and not others
     daemon_set: str = ""  # "namespace/name" of the DaemonSet whose pods these are
     evidence_only: bool = False
@@ -101,16 +135,16 @@ class Assessment:
     node_count: int = 0
     invalid: str = ""  # why the object cannot be read: the field, what is wrong, the fix
 
-    def with_effect(self, effect: Effect) -> tuple[PoolEffect, ...]:
-        return tuple(p for p in self.pools if p.effect is effect)
+    def with_effect(self, effect: Effect) -> PoolEffects:
+        return self.pools.with_effect(effect)
 
-    @cached_property
-    def breaks(self) -> tuple[PoolEffect, ...]:
-        return self.with_effect(Effect.BREAKS)
+    @property
+    def breaks(self) -> PoolEffects:
+        return self.pools.with_effect(Effect.BREAKS)
 
-    @cached_property
-    def degrades(self) -> tuple[PoolEffect, ...]:
-        return self.with_effect(Effect.DEGRADES)
+    @property
+    def degrades(self) -> PoolEffects:
+        return self.pools.with_effect(Effect.DEGRADES)
 
     @property
     def nowhere(self) -> bool:
@@ -311,9 +345,7 @@ class _Effects:
         return config.memoized(key, compute, sum(len(p.path) for p in finding.paths))
 
 
-def _pool_effects(
-    placement: Placement, effects: _Effects, inventory: Inventory | None
-) -> tuple[PoolEffect, ...]:
+def _pool_effects(placement: Placement, effects: _Effects, inventory: Inventory | None) -> PoolEffects:
     """Each node pool it can land on (once, though it spans zones) and the findings' effect there."""
     named: dict[tuple[str, Any], PoolEffect] = {}
     for group in placement.pools:
@@ -321,7 +353,7 @@ def _pool_effects(
             effect, reasons = effects.of(group)
             nodes = inventory.nodes_per_pool.get(group.name) if inventory is not None else None
             named[group.key] = PoolEffect(group, effect, reasons, nodes)
-    return tuple(named.values())
+    return PoolEffects(named.values())
 
 
 def _reason(finding: Finding, consequence: Consequence) -> str:
@@ -398,7 +430,7 @@ class _Judgement:
     there, the steering plan."""
 
     placement: Placement
-    pools: tuple[PoolEffect, ...]
+    pools: PoolEffects
     plan: SteeringPlan | SteeringRefusal | None
     evidence_only: bool
     general_selector: tuple[str, str] | None
@@ -428,8 +460,7 @@ def _judgement(
     judgement = memo.get(key, partial(_judge, request, pod, findings, config, inventory, placed))
     plan = judgement.plan
     if isinstance(plan, SteeringPlan) and request.object is not None:
-        plan = SteeringPlan(plan.patch, apply_patch(request.object, plan.patch), plan.steered_from)
-        judgement = replace(judgement, plan=plan)
+        judgement = replace(judgement, plan=SteeringPlan(plan.patch, request.object, plan.steered_from))
     return judgement
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from webhook.core import policy
 from webhook.core.api import JsonPatchOp
-from webhook.core.assessment import Assessment, PoolEffect, Status, nodes
+from webhook.core.assessment import Assessment, PoolEffect, PoolEffects, Status, nodes
 from webhook.core.config import Config, DaemonSetPolicy, Mode
 from webhook.core.mutation import SteeringPlan, SteeringRefusal
 from webhook.core.policy import Finding
@@ -68,13 +68,12 @@ class Verdict:
         return self.outcome is Outcome.STEERED
 
 
-def _pools(pools: Sequence[PoolEffect], limit: int = 3) -> str:
-    shown = ", ".join(p.describe() for p in pools[:limit])
-    return shown + (f" and {len(pools) - limit} more" if len(pools) > limit else "")
+def _pools(pools: PoolEffects, limit: int = 3) -> str:
+    return pools.shown(limit)
 
 
-def _names(pools: Sequence[PoolEffect]) -> str:
-    return ",".join(f"{p.pool.node_class.value}:{p.name}" for p in pools)
+def _names(pools: PoolEffects) -> str:
+    return pools.names
 
 
 def _first_reason(pools: Sequence[PoolEffect]) -> str:

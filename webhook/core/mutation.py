@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from webhook.core.api import AddOp, JsonPatchOp, pointer
@@ -35,11 +36,16 @@ def _term_excludes(expressions: Sequence[Any], req: SelectorRequirement) -> bool
 
 @dataclass(frozen=True)
 class SteeringPlan:
-    """The patch, and the reviewed object with it applied (for the caller to place again)."""
+    """The patch for the reviewed object `source`, and (`steered_object`, made when first asked for)
+    the object with it applied, for the caller to place again."""
 
     patch: tuple[JsonPatchOp, ...]
-    steered_object: Mapping[str, Any]
+    source: Mapping[str, Any]
     steered_from: str = ""  # the OSes it is steered away from, as the annotation records them
+
+    @cached_property
+    def steered_object(self) -> Mapping[str, Any]:
+        return apply_patch(self.source, self.patch)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ def steer_away_from(
     if not ops:
         return SteeringRefusal("already steered, yet it can still land there")
     ops += _annotation_ops(pod, steered_from)
-    return SteeringPlan(tuple(ops), apply_patch(obj, ops), steered_from)
+    return SteeringPlan(tuple(ops), obj, steered_from)
 
 
 def apply_patch(obj: Mapping[str, Any], ops: Sequence[JsonPatchOp]) -> dict[str, Any]:
