@@ -6,12 +6,14 @@ scrape time from the snapshot current then.
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from webhook.adapters.http.inventory import InventoryState
 from webhook.adapters.http.sources import InventorySource
@@ -39,6 +41,67 @@ class ConnectionMetrics:
         )
 
 
+class ReviewCounts:
+    """Reviews answered, their findings and how long each took, counted in plain ints and read by the
+    registry at scrape time (a collector). A prometheus_client metric takes a lock per update, three or
+    four updates per review; reviews are counted on the event loop's thread, and scrapes are read there
+    too (the /metrics handler), so these need none."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        #: (endpoint, decision, mode) -> reviews
+        self.reviews: dict[tuple[str, str, str], int] = {}
+        #: (endpoint, check) -> findings
+        self.findings: dict[tuple[str, str], int] = {}
+        #: endpoint -> [reviews per latency bucket (the last: over every bound)], and the seconds in all
+        self.latency: dict[str, list[int]] = {}
+        self.latency_sum: dict[str, float] = {}
+        #: Reviews being read, judged or answered now.
+        self.in_flight = 0
+        registry.register(self)
+
+    def count(self, endpoint: str, decision: str, mode: str, seconds: float) -> None:
+        key = (endpoint, decision, mode)
+        self.reviews[key] = self.reviews.get(key, 0) + 1
+        buckets = self.latency.get(endpoint)
+        if buckets is None:
+            buckets = self.latency[endpoint] = [0] * (len(LATENCY_BUCKETS) + 1)
+            self.latency_sum[endpoint] = 0.0
+        buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # `le`: a bound counts what equals it
+        self.latency_sum[endpoint] += seconds
+
+    def found(self, endpoint: str, check: str) -> None:
+        key = (endpoint, check)
+        self.findings[key] = self.findings.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        reviews = CounterMetricFamily("immutable_os_webhook_reviews", "Admission reviews answered",
+                                      labels=["endpoint", "decision", "mode"])  # fmt: skip
+        for labels, value in list(self.reviews.items()):
+            reviews.add_metric(labels, value)
+        yield reviews
+        findings = CounterMetricFamily(
+            "immutable_os_webhook_findings",
+            "Host-access findings in judged reviews",
+            labels=["endpoint", "check"],
+        )
+        for finding, value in list(self.findings.items()):
+            findings.add_metric(finding, value)
+        yield findings
+        latency = HistogramMetricFamily("immutable_os_webhook_review_duration_seconds",
+                                        "Time to answer one review", labels=["endpoint"])  # fmt: skip
+        for endpoint, counts in list(self.latency.items()):
+            cumulative, total = [], 0
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+                total += count
+                cumulative.append((_bound(bound), total))
+            latency.add_metric([endpoint], cumulative, self.latency_sum[endpoint])
+        yield latency
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(value)
+
+
 class Metrics:
     def __init__(self, state: InventoryState, source: InventorySource) -> None:
         # `_created` series double the scrape for no use here; the function is untyped upstream.
@@ -46,18 +109,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.connections = ConnectionMetrics(r)
-        self.reviews = Counter(
-            "immutable_os_webhook_reviews",
-            "Admission reviews answered",
-            ["endpoint", "decision", "mode"],
-            registry=r,
-        )
-        self.findings = Counter(
-            "immutable_os_webhook_findings",
-            "Host-access findings in judged reviews",
-            ["endpoint", "check"],
-            registry=r,
-        )
+        self.counts = ReviewCounts(r)
         self.rejected = Counter(
             "immutable_os_webhook_bad_requests", "Requests refused at the HTTP edge", ["reason"], registry=r
         )
@@ -66,9 +118,10 @@ class Metrics:
             "Requests whose client closed the connection before the body was in",
             registry=r,
         )
-        self.in_flight = Gauge(
+        in_flight = Gauge(
             "immutable_os_webhook_reviews_in_flight", "Reviews being read, judged or answered", registry=r
         )
+        in_flight.set_function(lambda: float(self.counts.in_flight))
         self.pending_body_bytes = Gauge(
             "immutable_os_webhook_pending_body_bytes",
             "Bytes of request bodies held now, beyond each body's free allowance (the shared budget)",
@@ -80,10 +133,6 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
-        self.latency = Histogram(
-            "immutable_os_webhook_review_duration_seconds", "Time to answer one review", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
         age = Gauge(
             "immutable_os_webhook_inventory_age_seconds",
             "Seconds since the node inventory changed",

@@ -11,9 +11,8 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from prometheus_client import Counter, Histogram
 from starlette.types import Receive, Scope, Send
 
 from webhook.adapters.http import edge, logs
@@ -25,8 +24,6 @@ from webhook.core.api import AdmissionReview
 from webhook.core.config import Config
 from webhook.core.review import errored, read_review
 from webhook.errors import ReviewError, WebhookError
-
-MetricT = TypeVar("MetricT", Counter, Histogram)
 
 review_log = logging.getLogger("webhook.review")
 edge_log = logging.getLogger("webhook.edge")
@@ -66,7 +63,6 @@ class AdmissionService:
         self.metrics = Metrics(state, source)
         self.bodies = edge.BodyReader(limits)
         self.metrics.pending_body_bytes.set_function(lambda: float(self.bodies.pending))
-        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
 
     def _decide(self, endpoint: Endpoint, body: Any) -> Judged:
         """Every call into the core: read the review, judge it, write the response. A bad review raises
@@ -100,8 +96,12 @@ class AdmissionService:
         await self.handle(Endpoint.VALIDATE, scope, receive, send)
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
-        with self.metrics.in_flight.track_inprogress():
+        counts = self.metrics.counts
+        counts.in_flight += 1
+        try:
             await self._handle(endpoint, scope, receive, send)
+        finally:
+            counts.in_flight -= 1
 
     async def _handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -142,13 +142,9 @@ class AdmissionService:
 
     def _record(self, endpoint: Endpoint, judged: Judged, verdict: Verdict, elapsed: float) -> None:
         mode = verdict.mode.value if verdict.mode else "-"
-        self._child(self.metrics.reviews, endpoint.value, verdict.outcome.value, mode).inc()
-        self._child(self.metrics.latency, endpoint.value).observe(elapsed)
-        counts: dict[str, int] = {}
+        self.metrics.counts.count(endpoint.value, verdict.outcome.value, mode, elapsed)
         for finding in verdict.findings:
-            counts[finding.check] = counts.get(finding.check, 0) + 1
-        for check, count in counts.items():
-            self._child(self.metrics.findings, endpoint.value, check).inc(count)
+            self.metrics.counts.found(endpoint.value, finding.check)
         # Reviews without host access (or not judged at all) are the bulk: logged at debug only.
         loud = verdict.findings or verdict.outcome in (Outcome.EXEMPT, Outcome.INVALID)
         level = logging.INFO if loud else logging.DEBUG
@@ -162,14 +158,6 @@ class AdmissionService:
             if verdict.assessment is not None and verdict.assessment.invalid:
                 fields["invalid"] = verdict.assessment.invalid[:MAX_LOGGED_LENGTH]
             logs.log_fields(review_log, level, "review", fields)
-
-    def _child(self, metric: MetricT, *labels: str) -> MetricT:
-        """`metric.labels(*labels)`, looked up once: the label values come from a few fixed sets."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return cast(MetricT, child)
 
 
 def _short(context: Mapping[str, Any]) -> dict[str, Any]:
