@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -22,7 +21,7 @@ from webhook.adapters.http.sources import InventorySource
 from webhook.core.admission import Endpoint, Outcome, Verdict, answer, respond
 from webhook.core.api import AdmissionReview
 from webhook.core.config import Config
-from webhook.core.review import errored, read_review
+from webhook.core.review import Request, errored, read_review
 from webhook.errors import ReviewError, WebhookError
 
 review_log = logging.getLogger("webhook.review")
@@ -42,8 +41,8 @@ class Judged:
     uid: str
     review: AdmissionReview
     verdict: Verdict | None = None
-    #: What the request was about, for the log line.
-    context: Mapping[str, Any] = field(default_factory=dict)
+    #: The request as read, for the log line.
+    request: Request | None = None
     #: Why judging failed (the response then follows `onInternalError`), and what the response says.
     failure: Exception | None = None
     failure_message: str = ""
@@ -64,20 +63,18 @@ class AdmissionService:
         self.bodies = edge.BodyReader(limits)
         self.metrics.pending_body_bytes.set_function(lambda: float(self.bodies.pending))
 
-    def _decide(self, endpoint: Endpoint, body: Any) -> Judged:
+    def _decide(self, endpoint: Endpoint, body: Any, uid: str) -> Judged:
         """Every call into the core: read the review, judge it, write the response. A bad review raises
-        ReviewError; any other failure is answered per `onInternalError`."""
+        ReviewError; any other failure is answered per `onInternalError` (with `uid`, as far as it could
+        be read)."""
         snapshot = self.state.snapshot  # read once: one consistent inventory for the whole review
-        uid = edge.uid_of(body)
         try:
             request = read_review(body)
             uid = request.uid
             verdict = answer(request, endpoint=endpoint, config=self.config,
                              inventory=snapshot.usable(self.source.stale()),
                              namespace_labels=snapshot.labels_of(request.namespace))  # fmt: skip
-            context = {"kind": request.kind, "namespace": request.namespace, "name": request.name,
-                       "operation": request.operation, "dryRun": request.dry_run}  # fmt: skip
-            return Judged(uid, respond(uid, verdict), verdict, context)
+            return Judged(uid, respond(uid, verdict), verdict, request)
         except ReviewError:
             raise
         except Exception as err:
@@ -127,7 +124,7 @@ class AdmissionService:
                 "send the uid the apiserver generated"))  # fmt: skip
             return
         try:
-            judged = self._decide(endpoint, body)
+            judged = self._decide(endpoint, body, uid)
         except ReviewError as err:
             self.metrics.rejected.labels("review").inc()
             await edge.send_json(send, 400, edge.error_content(err.message, err.field, err.fix))
@@ -148,19 +145,19 @@ class AdmissionService:
         # Reviews without host access (or not judged at all) are the bulk: logged at debug only.
         loud = verdict.findings or verdict.outcome in (Outcome.EXEMPT, Outcome.INVALID)
         level = logging.INFO if loud else logging.DEBUG
-        if review_log.isEnabledFor(level):
-            findings = [f"{f.check}:{f.field}" for f in verdict.findings]
+        request = judged.request
+        if review_log.isEnabledFor(level) and request is not None:
+            # Each string cut to what Kubernetes allows a name: a forged review cannot make a log line
+            # megabytes long.
+            cut = MAX_LOGGED_LENGTH
             fields = {
-                "uid": judged.uid, "endpoint": endpoint.value, **_short(judged.context),
+                "uid": judged.uid, "endpoint": endpoint.value, "kind": request.kind[:cut],
+                "namespace": request.namespace[:cut], "name": request.name[:cut],
+                "operation": request.operation[:cut], "dryRun": request.dry_run,
                 "decision": verdict.outcome.value, "allowed": verdict.allowed, "mode": mode,
-                "findings": findings, "steered": verdict.steered, "ms": round(elapsed * 1000, 3),
+                "findings": [f"{f.check}:{f.field}" for f in verdict.findings], "steered": verdict.steered,
+                "ms": round(elapsed * 1000, 3),
             }  # fmt: skip
             if verdict.assessment is not None and verdict.assessment.invalid:
                 fields["invalid"] = verdict.assessment.invalid[:MAX_LOGGED_LENGTH]
             logs.log_fields(review_log, level, "review", fields)
-
-
-def _short(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The context with each string cut to what Kubernetes allows a name: a forged review cannot make a
-    log line megabytes long."""
-    return {k: v[:MAX_LOGGED_LENGTH] if isinstance(v, str) else v for k, v in context.items()}
