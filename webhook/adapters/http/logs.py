@@ -10,6 +10,7 @@ what the line costs, on the path of every host-access review).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -84,7 +85,10 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def _flush_now(self) -> None:
         self._flush_due = False
-        self.flush()
+        # As a failed write in `emit` would (handleError), a stream that cannot take it (closed, a
+        # broken pipe) does not stop the loop; here there is no record to report it by.
+        with contextlib.suppress(OSError, ValueError):
+            self.flush()
 
 
 def _direct(logger: logging.Logger, level: int) -> LineHandler | None:
