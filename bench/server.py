@@ -4,7 +4,9 @@ Servers, each its own process pinned to one CPU (wrk on the other): `ours` is `p
 deployed (one uvicorn worker, TLS, JSON logs at info to stdout, here /dev/null) with the corpus's AKS
 inventory (5 pools, 12 nodes, 3 zones) from `--nodes-file`; `ceiling` is a starlette app served by the same
 `webhook.adapters.http.serve.serve` (same uvicorn config, TLS context and connection handling) whose one
-handler parses the JSON body and answers `{"apiVersion", "kind", "response": {"uid", "allowed": true}}`.
+handler parses the JSON body and answers `{"apiVersion", "kind", "response": {"uid", "allowed": true}}`
+(`--ceiling asgi`: the same handler as a bare ASGI app, without starlette's middleware, routing, Request
+and Response, which ours' /mutate and /validate skip too).
 
 Cases: `clean` (testdata/reviews/clean-pod.json) and `host` (every pod with host access in the corpus:
 the pods the workloads of testdata/workloads/ make, as their controllers create them, and the golden pod
@@ -13,7 +15,7 @@ and to /mutate. Each round runs every case against both servers, which one goes 
 ratios are taken within a round and the median over rounds is reported (robust to a busy machine).
 
 Run: `.venv/bin/python bench/server.py [--quick] [--rounds 6] [--seconds 3] [--connections 16]
-[--breakdown] [--profile FILE] [--json FILE]`; needs `make bench-tools`.
+[--ceiling starlette|asgi] [--breakdown] [--profile FILE] [--json FILE]`; needs `make bench-tools`.
 """
 
 from __future__ import annotations
@@ -199,11 +201,29 @@ def run_ceiling(args: argparse.Namespace) -> int:
             {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
         )
 
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        """The same answer as `answer`, as a bare ASGI app: what ours' /mutate and /validate skip of
+        starlette (middleware, routing, Request, Response), the ceiling skips too."""
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        response = {"uid": json.loads(body)["request"]["uid"], "allowed": True}
+        answer = json.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response},
+            separators=(",", ":"),
+        ).encode()
+        headers = [(b"content-length", str(len(answer)).encode()), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
     if args.profile_to:
         profile_on_signals(args.profile_to)
     routes = [Route(f"/{endpoint}", answer, methods=["POST"]) for endpoint in ENDPOINTS]
+    app = raw if args.ceiling == "asgi" else Starlette(routes=routes)
     options = ServeOptions(HOST, args.port, args.cert, args.key)
-    asyncio.run(serve(Starlette(routes=routes), options, tls.CertReloader(args.cert, args.key)))
+    asyncio.run(serve(app, options, tls.CertReloader(args.cert, args.key)))
     return 0
 
 
@@ -239,7 +259,9 @@ def free_port() -> int:
         return port
 
 
-def start(role: str, files: dict[str, str], cpu: int | None, profile_to: str = "") -> Server:
+def start(
+    role: str, files: dict[str, str], cpu: int | None, profile_to: str = "", ceiling: str = "starlette"
+) -> Server:
     port = free_port()
     command = [
         sys.executable,
@@ -256,6 +278,8 @@ def start(role: str, files: dict[str, str], cpu: int | None, profile_to: str = "
         files["nodes"],
         "--profile-to",
         profile_to,
+        "--ceiling",
+        ceiling,
     ]
     proc = subprocess.Popen(load.pinned(command, cpu), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     context = ssl.create_default_context(cafile=files["ca"])
@@ -434,6 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="then both servers under cProfile, host cases: self time by layer (FILE.ours, FILE.ceiling)",
     )
+    parser.add_argument(
+        "--ceiling",
+        choices=("starlette", "asgi"),
+        default="starlette",
+        help="the ceiling as a starlette route (the default) or as a bare ASGI app, as ours serves reviews",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     for hidden in ("--role", "--port", "--cert", "--key", "--nodes", "--profile-to"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -459,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     report: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if v is not None}}
     with materials() as files:
-        servers = {role: start(role, files, server_cpu) for role in ("ours", "ceiling")}
+        servers = {role: start(role, files, server_cpu, ceiling=args.ceiling) for role in ("ours", "ceiling")}
         try:
             for case in cases:
                 replies = answers(servers["ours"], files["ca"], posts[case])
