@@ -666,6 +666,7 @@ async def _breakdown(reviews: list[dict[str, Any]], nodes: str) -> dict[str, flo
             """One review with the memos of `holders` emptied first."""
             for holder in holders:
                 holder.memo._answers.clear()
+                holder.judgements._answers.clear()
             start = time.process_time()
             run(service.handle(endpoint, scope, receive, ignore))
             return (time.process_time() - start) * 1e6

@@ -456,7 +456,7 @@ def _judgement(
         return _judge(request, pod, findings, config, inventory, placed)
     key = ("judgement", config.memo, checked, placed, request.kind, request.operation, request.sub_resource,
            _metadata_shape(pod))  # fmt: skip
-    memo = inventory.memo if inventory is not None else config.memo
+    memo = inventory.judgements if inventory is not None else config.judgements
     judgement = memo.get(key, partial(_judge, request, pod, findings, config, inventory, placed))
     plan = judgement.plan
     if isinstance(plan, SteeringPlan) and request.object is not None:

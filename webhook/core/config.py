@@ -221,6 +221,8 @@ class Config:
     # Answers that depend on this config and on no pod (see `Memo`); a new config starts empty. The memo
     # also stands for this config in the keys of other memos (it is hashed by identity).
     memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
+    # Judgements made without an inventory (by label evidence), apart as Inventory.judgements are.
+    judgements: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
 
     def memoized(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
         return self.memo.get(key, compute, size)

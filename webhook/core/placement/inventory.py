@@ -242,6 +242,9 @@ class Inventory:
     nodes_per_pool: Mapping[str, int] = field(default_factory=dict)
     # Answers that depend on this inventory and on no pod: placements by constraints, steering labels.
     memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
+    # The judgement of each workload's pods (assessment._judgement) apart: a DaemonSet's pods, one per
+    # node, fill it and start it over without dropping the answers above, which cost far more to redo.
+    judgements: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
 
     @property
     def node_count(self) -> int:
