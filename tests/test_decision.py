@@ -7,7 +7,9 @@ case needs the AKS-shaped one (system, azlinux, acl, osguard, flatcar) or anothe
 from __future__ import annotations
 
 import copy
+import gc
 import json
+import weakref
 from dataclasses import replace
 from typing import Any
 from unittest.mock import ANY
@@ -585,6 +587,27 @@ def test_a_remembered_steering_plan_fits_each_pod_it_is_given_to() -> None:
             update, endpoint=Endpoint.VALIDATE, config=config, inventory=inventory, namespace_labels={}
         )
         assert verdict.outcome is Outcome.DENIED and "cannot be moved" in verdict.message
+
+
+def test_a_remembered_judgement_keeps_no_pod_alive() -> None:
+    """The memos outlive every review: what they keep must not hold a request's object (its annotations
+    alone may be megabytes), though the steering plan was made from one."""
+
+    class Tracked(dict[str, Any]):  # a dict that can be weakly referenced
+        pass
+
+    config, inventory = Config(), mixed_inventory()
+    pod = Tracked(json.loads(json.dumps(tweak(WRITES_USR))))
+    pod["metadata"]["annotations"] = {"big": "x" * 100_000}
+    gone = weakref.ref(pod)
+    verdict = answer(request_for(pod), endpoint=Endpoint.MUTATE, config=config, inventory=inventory,
+                     namespace_labels={})  # fmt: skip
+    assert verdict.outcome is Outcome.STEERED
+    assert verdict.assessment is not None and isinstance(verdict.assessment.plan, SteeringPlan)
+    assert verdict.assessment.plan.steered_object["metadata"]["annotations"]["big"] == "x" * 100_000
+    del pod, verdict
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_pod_placed_again_with_other_constraints_is_placed_anew() -> None:

@@ -451,13 +451,22 @@ def _judgement(
     The key holds all it reads: the spec fields the checks read (which give the findings) and those
     placement reads, where the spec sits, what gates steering (kind, operation, subresource) and the
     shape of the pod's metadata (where the steering annotation goes). A remembered plan's patch is
-    applied to this request's object, so `SteeringPlan.steered_object` is always its own."""
+    applied to this request's object, so `SteeringPlan.steered_object` is always its own, and the memo
+    keeps no request's object (a pod's annotations alone may be megabytes). Keys past MAX_MEMO_KEY_BYTES
+    together are not kept, as in every memo."""
     if checked is None or placed is None or request.sub_resource == "ephemeralcontainers":
         return _judge(request, pod, findings, config, inventory, placed)
     key = ("judgement", config.memo, checked, placed, request.kind, request.operation, request.sub_resource,
            _metadata_shape(pod))  # fmt: skip
     memo = inventory.judgements if inventory is not None else config.judgements
-    judgement = memo.get(key, partial(_judge, request, pod, findings, config, inventory, placed))
+
+    def compute() -> _Judgement:
+        judged = _judge(request, pod, findings, config, inventory, placed)
+        if isinstance(judged.plan, SteeringPlan):
+            judged = replace(judged, plan=SteeringPlan(judged.plan.patch, {}, judged.plan.steered_from))
+        return judged
+
+    judgement = memo.get(key, compute, len(checked) + len(placed))
     plan = judgement.plan
     if isinstance(plan, SteeringPlan) and request.object is not None:
         judgement = replace(judgement, plan=SteeringPlan(plan.patch, request.object, plan.steered_from))
