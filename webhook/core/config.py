@@ -27,6 +27,9 @@ T = TypeVar("T")
 # Entries a memo (`Memo`) holds before it starts over. With content keys of at most MAX_MEMO_KEY_BYTES,
 # a memo holds at most 16 MiB of keys, whatever the reviews.
 MEMO_ENTRIES = 1024
+# Judgements (assessment._judgement) are one per workload spec, or per node for a DaemonSet's pods, and
+# each keeps both its content keys: a smaller bound keeps what they hold at a few MB under fuzzing.
+JUDGEMENT_ENTRIES = 256
 MAX_MEMO_KEY_BYTES = 16 * 1024
 
 NAMESPACE_MODE_LABEL = f"{PREFIX}/mode"
@@ -167,8 +170,9 @@ class Memo:
     starts over, so keys a pod chooses (its host paths, say) cannot grow it without end. Computing twice
     is harmless, so it takes no lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, entries: int = MEMO_ENTRIES) -> None:
         self._answers: dict[Hashable, Any] = {}
+        self.entries = entries
 
     def get(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
         """`compute()`, remembered under `key`; `size`, the length of the text the key holds, keeps a
@@ -179,7 +183,7 @@ class Memo:
         if key in answers:
             value: T = answers[key]
             return value
-        if len(answers) >= MEMO_ENTRIES:
+        if len(answers) >= self.entries:
             answers.clear()
         value = answers[key] = compute()
         return value
@@ -222,7 +226,9 @@ class Config:
     # also stands for this config in the keys of other memos (it is hashed by identity).
     memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
     # Judgements made without an inventory (by label evidence), apart as Inventory.judgements are.
-    judgements: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
+    judgements: Memo = field(
+        default_factory=lambda: Memo(JUDGEMENT_ENTRIES), init=False, compare=False, repr=False
+    )
 
     def memoized(self, key: Hashable, compute: Callable[[], T], size: int = 0) -> T:
         return self.memo.get(key, compute, size)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from webhook.core.config import Config, Memo
+from webhook.core.config import JUDGEMENT_ENTRIES, Config, Memo
 from webhook.core.placement.selectors import Taint, requirement_matches
 from webhook.core.profiles import PROFILE_LABEL, Profile
 from webhook.errors import NodeListError
@@ -244,7 +244,9 @@ class Inventory:
     memo: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
     # The judgement of each workload's pods (assessment._judgement) apart: a DaemonSet's pods, one per
     # node, fill it and start it over without dropping the answers above, which cost far more to redo.
-    judgements: Memo = field(default_factory=lambda: Memo(), init=False, compare=False, repr=False)
+    judgements: Memo = field(
+        default_factory=lambda: Memo(JUDGEMENT_ENTRIES), init=False, compare=False, repr=False
+    )
 
     @property
     def node_count(self) -> int:
