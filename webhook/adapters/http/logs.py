@@ -22,7 +22,9 @@ import orjson
 _PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _line(entry: dict[str, Any]) -> str:
+def _line(created: float, level: str, logger: str, msg: str, fields: dict[str, Any]) -> str:
+    """The JSON line: time, level, logger, message, then the fields."""
+    entry = {"ts": round(created, 3), "level": level.lower(), "logger": logger, "msg": msg, **fields}
     try:
         return orjson.dumps(entry, default=str, option=_PASSTHROUGH).decode()
     except orjson.JSONEncodeError:  # a lone surrogate, an integer past 64 bits
@@ -33,14 +35,11 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, and the record's `fields` (from `extra`)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                                 "logger": record.name, "msg": record.getMessage()}  # fmt: skip
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
+        extra: dict[str, Any] = dict(fields) if isinstance(fields, dict) else {}
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info).splitlines()[-1]
-        return _line(entry)
+            extra["exception"] = self.formatException(record.exc_info).splitlines()[-1]
+        return _line(record.created, record.levelname, record.name, record.getMessage(), extra)
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -66,9 +65,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_fields(self, level: int, logger: str, msg: str, fields: dict[str, Any]) -> None:
         """The line JsonFormatter writes for such a record, without the record."""
-        entry = {"ts": round(time.time(), 3), "level": logging.getLevelName(level).lower(), "logger": logger,
-                 "msg": msg, **fields}  # fmt: skip
-        line = _line(entry)
+        line = _line(time.time(), logging.getLevelName(level), logger, msg, fields)
         with self.lock:  # type: ignore[union-attr]  # (created by Handler.__init__)
             self._write(line)
 
@@ -92,15 +89,20 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _direct(logger: logging.Logger, level: int) -> LineHandler | None:
-    """The one handler a record of `logger` at `level` would reach, if it is a LineHandler and no
-    logger or handler on the way has a filter; else None."""
+    """The one handler a record of `logger` at `level` would reach, if it is a LineHandler that formats
+    with JsonFormatter and no logger or handler on the way has a filter; else None."""
     found: LineHandler | None = None
     current: logging.Logger | None = logger
     while current is not None:
         if current.filters:
             return None
         for handler in current.handlers:
-            if found is not None or not isinstance(handler, LineHandler) or handler.filters:
+            if (
+                found is not None
+                or not isinstance(handler, LineHandler)
+                or type(handler.formatter) is not JsonFormatter
+                or handler.filters
+            ):
                 return None
             if level >= handler.level:
                 found = handler
