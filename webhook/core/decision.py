@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from webhook.core import policy
 from webhook.core.api import JsonPatchOp
-from webhook.core.assessment import Assessment, PoolEffect, PoolEffects, Status, nodes
+from webhook.core.assessment import Assessment, PoolEffect, Status, nodes
 from webhook.core.config import Config, DaemonSetPolicy, Mode
 from webhook.core.mutation import SteeringPlan, SteeringRefusal
 from webhook.core.policy import Finding
@@ -68,14 +68,6 @@ class Verdict:
         return self.outcome is Outcome.STEERED
 
 
-def _pools(pools: PoolEffects, limit: int = 3) -> str:
-    return pools.shown(limit)
-
-
-def _names(pools: PoolEffects) -> str:
-    return pools.names
-
-
 def _first_reason(pools: Sequence[PoolEffect]) -> str:
     return pools[0].reasons[0] if pools and pools[0].reasons else ""
 
@@ -103,11 +95,11 @@ def _audit(a: Assessment, outcome: Outcome, **extra: str) -> dict[str, str]:
     if a.findings:
         audit["findings"] = cap(",".join(f"{f.check}:{f.field}" for f in a.findings), MAX_ANNOTATION)
     if a.placement is not None:
-        audit["lands-on"] = cap(_names(a.pools), MAX_ANNOTATION)
+        audit["lands-on"] = cap(a.pools.names, MAX_ANNOTATION)
     if a.breaks:
-        audit["breaks-on"] = cap(_names(a.breaks), MAX_ANNOTATION)
+        audit["breaks-on"] = cap(a.breaks.names, MAX_ANNOTATION)
     if a.degrades:
-        audit["degrades-on"] = cap(_names(a.degrades), MAX_ANNOTATION)
+        audit["degrades-on"] = cap(a.degrades.names, MAX_ANNOTATION)
     return audit | extra
 
 
@@ -132,7 +124,7 @@ def _fix(a: Assessment, refusal: SteeringRefusal | None) -> str:
 
 def _risk(a: Assessment, config: Config) -> tuple[str, str, SteeringRefusal | None]:
     """(headline, explanation, refusal) for a pod that breaks on pools it can land on."""
-    breaks = _pools(a.breaks)
+    breaks = a.breaks.shown()
     details = "; ".join(r for p in a.breaks[:1] for r in p.reasons)
     if a.only_breaking:
         return f"breaks on every pool it can land on: {breaks}", details, None
@@ -165,7 +157,7 @@ def mutate(a: Assessment, config: Config) -> Verdict:
         return Verdict(_SIMPLE[a.status], assessment=a)
     if a.mode is not Mode.ENFORCE or not _steers(a, config) or not isinstance(a.plan, SteeringPlan):
         return Verdict(Outcome.UNCHANGED, assessment=a)
-    steered = f"steered away from {_pools(a.breaks)}"
+    steered = f"steered away from {a.breaks.shown()}"
     warnings = [steered, _first_reason(a.breaks), *([_coverage(a)] if a.daemon_set else []), *a.notes]
     audit = _audit(a, Outcome.STEERED, steered=a.plan.steered_from)
     return Verdict(Outcome.STEERED, warnings=tuple(warnings), audit=audit, patch=a.plan.patch, assessment=a)
@@ -195,7 +187,7 @@ def validate(a: Assessment, config: Config) -> Verdict:
         audit = _audit(a, Outcome.DEGRADED)
         if a.mode is Mode.AUDIT:
             return Verdict(Outcome.DEGRADED, warnings=notes, audit=audit, assessment=a)
-        headline = f"degrades on {_pools(a.degrades)}"
+        headline = f"degrades on {a.degrades.shown()}"
         reasons = list(dict.fromkeys(r for p in a.degrades for r in p.reasons))
         return Verdict(Outcome.DEGRADED, warnings=(headline, *reasons, *notes), audit=audit, assessment=a)
     headline, details, refusal = _risk(a, config)
@@ -215,7 +207,7 @@ def validate(a: Assessment, config: Config) -> Verdict:
     if daemon_warn:
         lines = [_coverage(a).replace("will not run", "will fail"), _first_reason(a.breaks)]
     elif would == "steer":
-        lines = [f"would steer away from {_pools(a.breaks)} in enforce mode", _first_reason(a.breaks)]
+        lines = [f"would steer away from {a.breaks.shown()} in enforce mode", _first_reason(a.breaks)]
         lines += [_coverage(a)] if a.daemon_set else []
     else:
         lines = [f"would be denied in enforce mode: {headline}", details, f"fix: {_fix(a, refusal)}"]

@@ -14,11 +14,14 @@ from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from webhook.adapters.http.inventory import InventoryState
 from webhook.adapters.http.sources import InventorySource
 from webhook.core.placement import NodeClass
 
+# How prometheus_client writes a bucket's `le` (untyped upstream).
+_le = cast(Callable[[float], str], floatToGoString)
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -93,13 +96,9 @@ class ReviewCounts:
             cumulative, total = [], 0
             for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
                 total += count
-                cumulative.append((_bound(bound), total))
+                cumulative.append((_le(bound), total))
             latency.add_metric([endpoint], cumulative, self.latency_sum[endpoint])
         yield latency
-
-
-def _bound(value: float) -> str:
-    return "+Inf" if value == float("inf") else repr(value)
 
 
 class Metrics:
