@@ -194,12 +194,16 @@ def run_ceiling(args: argparse.Namespace) -> int:
     from webhook.adapters import tls
     from webhook.adapters.http.serve import ServeOptions, serve
 
+    def allowed(body: bytes) -> dict[str, Any]:
+        uid = json.loads(body)["request"]["uid"]
+        return {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": True},
+        }
+
     async def answer(request: Request) -> Response:
-        body = json.loads(await request.body())
-        response = {"uid": body["request"]["uid"], "allowed": True}
-        return JSONResponse(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-        )
+        return JSONResponse(allowed(await request.body()))
 
     async def raw(scope: Any, receive: Any, send: Any) -> None:
         """The same answer as `answer`, as a bare ASGI app: what ours' /mutate and /validate skip of
@@ -209,11 +213,7 @@ def run_ceiling(args: argparse.Namespace) -> int:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        response = {"uid": json.loads(body)["request"]["uid"], "allowed": True}
-        answer = json.dumps(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response},
-            separators=(",", ":"),
-        ).encode()
+        answer = json.dumps(allowed(body), separators=(",", ":")).encode()
         headers = [(b"content-length", str(len(answer)).encode()), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
